@@ -1,0 +1,127 @@
+use super::{Cell, Conn, DbError, Dialect, Param, Row};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use std::path::Path;
+
+pub struct SqliteConn {
+    conn: rusqlite::Connection,
+}
+
+impl SqliteConn {
+    /// Opens a connection in WAL mode with full sync: a commit is on disk
+    /// before it returns, which is what "acknowledged means durable" needs.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    DbError::Open(format!("cannot create directory {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let conn = rusqlite::Connection::open(path)
+            .map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
+             PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+        )
+        .map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
+        conn.set_prepared_statement_cache_capacity(256);
+        Ok(Self { conn })
+    }
+}
+
+/// Rewrites `$N` placeholders into SQLite's `?N`.
+fn rewrite(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('$') {
+        return sql.into();
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            in_string = !in_string;
+        }
+        if c == '$' && !in_string && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match *self {
+            Param::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Param::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(v)),
+            Param::Real(v) => ToSqlOutput::Borrowed(ValueRef::Real(v)),
+            Param::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+fn map_err(e: rusqlite::Error) -> DbError {
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        {
+            return DbError::Unique(msg.clone().unwrap_or_default());
+        }
+    }
+    DbError::Other(e.to_string())
+}
+
+impl Conn for SqliteConn {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, DbError> {
+        let mut stmt = self.conn.prepare_cached(&rewrite(sql)).map_err(map_err)?;
+        let n = stmt
+            .execute(rusqlite::params_from_iter(params.iter()))
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
+        let mut stmt = self.conn.prepare_cached(&rewrite(sql)).map_err(map_err)?;
+        let ncols = stmt.column_count();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(map_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(map_err)? {
+            let mut cells = Vec::with_capacity(ncols);
+            for i in 0..ncols {
+                cells.push(match row.get_ref(i).map_err(map_err)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Real(v) => Cell::Real(v),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        Cell::Text(String::from_utf8_lossy(t).into_owned())
+                    }
+                });
+            }
+            out.push(Row(cells));
+        }
+        Ok(out)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        self.conn.execute_batch(sql).map_err(map_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite;
+
+    #[test]
+    fn rewrites_placeholders_outside_strings() {
+        assert_eq!(rewrite("a = $1 AND b = $12"), "a = ?1 AND b = ?12");
+        assert_eq!(rewrite("x = '$1' AND y = $2"), "x = '$1' AND y = ?2");
+        assert_eq!(rewrite("no params"), "no params");
+    }
+}

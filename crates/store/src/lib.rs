@@ -1,0 +1,187 @@
+//! Outflow's durable store. Every write goes through the group-commit
+//! [`writer`]; reads run on a small pool of connections. Both SQLite (one
+//! file, WAL) and PostgreSQL are served by the same queries (see [`db`]).
+
+pub mod accounts;
+pub mod cache;
+pub mod catalog;
+pub mod db;
+pub mod events;
+pub mod lists;
+pub mod metrics;
+pub mod migrate;
+pub mod profiles;
+pub mod writer;
+
+mod ids;
+pub use ids::{new_short_id, new_ulid};
+
+use db::{Conn, DbError, Dialect};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+pub use writer::WriteCtx;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("a profile already exists with one of these identifiers")]
+    DuplicateProfile { id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where the data lives, parsed from `sqlite://PATH` or `postgres://…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::Invalid(
+                    "sqlite:// needs a file path, e.g. sqlite://./outflow-data/outflow.db".into(),
+                ));
+            }
+            Ok(Location::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Location::Postgres(url.to_owned()))
+        } else {
+            Err(StoreError::Invalid(format!(
+                "unsupported database URL {url:?}: use sqlite://PATH or postgres://…"
+            )))
+        }
+    }
+
+    fn connect(&self) -> Result<Box<dyn Conn>, StoreError> {
+        Ok(match self {
+            Location::Sqlite(p) => Box::new(db::sqlite::SqliteConn::open(p)?),
+            Location::Postgres(u) => Box::new(db::postgres::PgConn::open(u)?),
+        })
+    }
+}
+
+/// Idle read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+struct Inner {
+    location: Location,
+    writer: writer::Writer,
+    readers: Mutex<Vec<Box<dyn Conn>>>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Connects, runs pending migrations and starts the writer.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let location = Location::parse(url)?;
+        let loc = location.clone();
+        let (conn, cache) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let mut conn = loc.connect()?;
+            migrate::run(conn.as_mut())?;
+            // Only a single-writer SQLite file can trust an in-memory identity
+            // index: with PostgreSQL other processes change identifiers too.
+            let mut cache = cache::WriteCache::new(conn.dialect() == Dialect::Sqlite);
+            if conn.dialect() == Dialect::Sqlite {
+                profiles::load_identity_index(conn.as_mut(), &mut cache)?;
+                metrics::load_index(conn.as_mut(), &mut cache)?;
+                cache.mark_complete();
+            }
+            Ok((conn, cache))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+        let (writer, _thread) = writer::Writer::start(conn, cache);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                location,
+                writer,
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.inner.location {
+            Location::Sqlite(_) => Dialect::Sqlite,
+            Location::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Runs `f` in the next group commit; resolves once it is durable.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.inner.writer.write(f).await
+    }
+
+    /// Runs `f` on a read connection on a blocking thread.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut dyn Conn) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut v| v.pop());
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => inner.location.connect()?,
+            };
+            let r = f(conn.as_mut());
+            // A connection whose last use failed may be broken: drop it.
+            if r.is_ok() {
+                if let Ok(mut v) = inner.readers.lock() {
+                    if v.len() < MAX_IDLE_READERS {
+                        v.push(conn);
+                    }
+                }
+            }
+            r
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+pub(crate) fn system_now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_database_urls() {
+        assert_eq!(
+            Location::parse("sqlite://./d/o.db").ok(),
+            Some(Location::Sqlite("./d/o.db".into()))
+        );
+        assert!(matches!(
+            Location::parse("postgres://root@127.0.0.1/x"),
+            Ok(Location::Postgres(_))
+        ));
+        assert!(Location::parse("mysql://x").is_err());
+        assert!(Location::parse("sqlite://").is_err());
+    }
+}

@@ -1,0 +1,77 @@
+//! Forward-only migrations, one folder per database, embedded in the binary.
+
+use crate::db::{Conn, Dialect};
+use crate::StoreError;
+
+struct Migration {
+    version: i64,
+    sql: &'static str,
+}
+
+const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../migrations/sqlite/0001_foundation.sql"),
+}];
+
+const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../migrations/postgres/0001_foundation.sql"),
+}];
+
+/// Key of the advisory lock that serialises migrations between processes.
+const PG_MIGRATION_LOCK: i64 = 0x6f7574666c6f77;
+
+/// Applies every migration newer than the store's version, each in its own
+/// transaction. Returns how many were applied.
+pub fn run(conn: &mut dyn Conn) -> Result<usize, StoreError> {
+    let dialect = conn.dialect();
+    if dialect == Dialect::Postgres {
+        conn.batch(&format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))?;
+    }
+    let result = apply(conn, dialect);
+    if dialect == Dialect::Postgres {
+        conn.batch(&format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"))?;
+    }
+    result
+}
+
+fn apply(conn: &mut dyn Conn, dialect: Dialect) -> Result<usize, StoreError> {
+    conn.batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied BIGINT NOT NULL)",
+    )?;
+    let current = conn
+        .query(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?
+        .first()
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
+    let all = match dialect {
+        Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+    };
+    if let Some(last) = all.last() {
+        if current > last.version {
+            return Err(StoreError::Invalid(format!(
+                "the database is at schema version {current}, newer than this binary knows ({}); \
+                 run a newer outflow",
+                last.version
+            )));
+        }
+    }
+    let mut applied = 0;
+    for m in all.iter().filter(|m| m.version > current) {
+        crate::db::in_transaction(conn, |c| {
+            c.batch(m.sql)?;
+            c.execute(
+                "INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)",
+                crate::params![m.version, crate::system_now_micros()],
+            )?;
+            Ok(())
+        })?;
+        applied += 1;
+    }
+    Ok(applied)
+}

@@ -1,0 +1,145 @@
+//! Group commit: one writer thread owns the only write connection. Callers
+//! hand it jobs; it runs every job that is waiting inside one transaction
+//! (each job in its own savepoint, so one failing job does not undo the
+//! others), commits once, and only then answers each caller. Under load a
+//! single fsync covers hundreds of requests.
+
+use crate::cache::WriteCache;
+use crate::db::Conn;
+use crate::StoreError;
+use tokio::sync::{mpsc, oneshot};
+
+/// What a job sees: the connection (inside the batch transaction) and the
+/// writer's in-memory indexes.
+pub struct WriteCtx<'a> {
+    pub conn: &'a mut dyn Conn,
+    pub cache: &'a mut WriteCache,
+}
+
+trait Job: Send {
+    fn run(&mut self, ctx: &mut WriteCtx<'_>) -> bool;
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
+}
+
+struct TypedJob<F, R> {
+    f: Option<F>,
+    result: Option<Result<R, StoreError>>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<F, R> Job for TypedJob<F, R>
+where
+    F: FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send,
+    R: Send,
+{
+    fn run(&mut self, ctx: &mut WriteCtx<'_>) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        let r = f(ctx);
+        let ok = r.is_ok();
+        self.result = Some(r);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let outcome = match (commit, self.result) {
+            (_, Some(Err(e))) => Err(e),
+            (Ok(()), Some(Ok(r))) => Ok(r),
+            (Err(e), Some(Ok(_))) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
+            (_, None) => Err(StoreError::Unavailable("job did not run".into())),
+        };
+        let _ = self.reply.send(outcome);
+    }
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Box<dyn Job>>,
+}
+
+/// Upper bound on jobs per transaction: keeps a batch's latency bounded.
+const MAX_BATCH: usize = 1024;
+
+impl Writer {
+    /// Starts the writer thread. It stops when every `Writer` handle is
+    /// dropped, after committing what it has; `join` waits for that.
+    pub fn start(
+        mut conn: Box<dyn Conn>,
+        mut cache: WriteCache,
+    ) -> (Self, std::thread::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Box<dyn Job>>(16 * MAX_BATCH);
+        let handle = std::thread::Builder::new()
+            .name("outflow-writer".into())
+            .spawn(move || {
+                let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+                while let Some(first) = rx.blocking_recv() {
+                    batch.push(first);
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(j) => batch.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    run_batch(conn.as_mut(), &mut cache, &mut batch);
+                }
+            })
+            .expect("spawning the writer thread");
+        (Self { tx }, handle)
+    }
+
+    /// Runs `f` in the next group commit and returns its result once the
+    /// transaction holding its writes is durable.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job = Box::new(TypedJob {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        self.tx
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
+    }
+}
+
+fn run_batch(conn: &mut dyn Conn, cache: &mut WriteCache, batch: &mut Vec<Box<dyn Job>>) {
+    let commit = (|| -> Result<(), StoreError> {
+        conn.batch("BEGIN")?;
+        for job in batch.iter_mut() {
+            conn.batch("SAVEPOINT job")?;
+            let ok = {
+                let mut ctx = WriteCtx {
+                    conn: &mut *conn,
+                    cache: &mut *cache,
+                };
+                job.run(&mut ctx)
+            };
+            if ok {
+                conn.batch("RELEASE job")?;
+                cache.keep_job();
+            } else {
+                conn.batch("ROLLBACK TO job; RELEASE job")?;
+                cache.drop_job();
+            }
+        }
+        conn.batch("COMMIT")?;
+        Ok(())
+    })();
+    match &commit {
+        Ok(()) => cache.commit_batch(),
+        Err(e) => {
+            tracing::error!(error = %e, jobs = batch.len(), "group commit failed");
+            let _ = conn.batch("ROLLBACK");
+            cache.abort_batch();
+        }
+    }
+    for job in batch.drain(..) {
+        job.finish(commit.as_ref().map(|_| ()));
+    }
+}

@@ -1,0 +1,539 @@
+//! One store suite, run against SQLite and PostgreSQL alike.
+
+use chrono::{TimeZone, Utc};
+use outflow_core::event::{EventInput, ValidEvent};
+use outflow_core::profile::{Patch, ProfileInput};
+use outflow_store::lists::JoinSource;
+use outflow_store::{accounts, catalog, events, lists, metrics, profiles, Store, StoreError};
+use outflow_testkit::TestDb;
+use serde_json::{json, Map, Value};
+
+const NOW: i64 = 1_790_000_000_000_000;
+
+async fn open(db: &TestDb) -> (Store, String) {
+    let store = Store::open(&db.url()).await.expect("open");
+    let boot = store
+        .write(|ctx| accounts::bootstrap(ctx.conn, Some("pk_test_0123456789"), NOW))
+        .await
+        .expect("bootstrap")
+        .expect("first bootstrap creates the account");
+    (store, boot.account_id)
+}
+
+fn email(e: &str) -> ProfileInput {
+    attrs(json!({ "email": e }))
+}
+
+fn attrs(v: Value) -> ProfileInput {
+    match v {
+        Value::Object(m) => ProfileInput::from_attributes(&m).expect("valid attributes"),
+        _ => panic!("object expected"),
+    }
+}
+
+fn event(metric: &str, profile: ProfileInput, unique: Option<&str>, second: i64) -> ValidEvent {
+    EventInput {
+        metric_name: metric.into(),
+        profile,
+        properties: Map::from_iter([("Item".to_string(), json!("Book"))]),
+        time: Utc.timestamp_opt(1_790_000_000 + second, 0).single(),
+        value: Some(9.99),
+        value_currency: Some("USD".into()),
+        unique_id: unique.map(str::to_owned),
+        backfill: false,
+    }
+    .validate(Utc.timestamp_opt(1_790_000_100, 0).unwrap())
+    .expect("valid event")
+}
+
+async fn ingest(
+    store: &Store,
+    account: &str,
+    ev: ValidEvent,
+) -> Result<events::Ingested, StoreError> {
+    let account = account.to_owned();
+    store
+        .write(move |ctx| events::ingest(ctx, &account, &ev, NOW))
+        .await
+}
+
+async fn bootstrap_and_authenticate(backend: &str) {
+    let db = TestDb::by_name(backend);
+    let (store, account) = open(&db).await;
+    let again = store
+        .write(|ctx| accounts::bootstrap(ctx.conn, Some("pk_other_key_123"), NOW))
+        .await
+        .unwrap();
+    assert_eq!(again, None, "bootstrap does nothing once an account exists");
+    let p = store
+        .read(|c| accounts::authenticate(c, "pk_test_0123456789"))
+        .await
+        .unwrap()
+        .expect("bootstrap key authenticates");
+    assert_eq!(p.account_id, account);
+    assert!(p.has_scope("events:write"));
+    let none = store
+        .read(|c| accounts::authenticate(c, "pk_nope_nope"))
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    // The plain key is not stored anywhere.
+    let rows = store
+        .read(|c| Ok(c.query("SELECT key_hash, prefix FROM api_keys", &[])?))
+        .await
+        .unwrap();
+    assert!(!rows[0].text(0).unwrap().contains("0123456789"));
+}
+
+async fn events_create_profiles_and_deduplicate(backend: &str) {
+    let db = TestDb::by_name(backend);
+    let (store, acct) = open(&db).await;
+    let a = ingest(
+        &store,
+        &acct,
+        event("Placed Order", email("Sarah@Example.com"), Some("o-1"), 0),
+    )
+    .await
+    .unwrap();
+    assert!(a.event_id.is_some());
+    let b = ingest(
+        &store,
+        &acct,
+        event("Placed Order", email("sarah@example.com"), Some("o-1"), 5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.profile_id, a.profile_id, "same email, same profile");
+    assert_eq!(b.event_id, None, "same unique_id is a duplicate");
+    let c = ingest(
+        &store,
+        &acct,
+        event("Placed Order", email("sarah@example.com"), None, 7),
+    )
+    .await
+    .unwrap();
+    let d = ingest(
+        &store,
+        &acct,
+        event("Placed Order", email("sarah@example.com"), None, 7),
+    )
+    .await
+    .unwrap();
+    assert!(c.event_id.is_some());
+    assert_eq!(d.event_id, None, "no unique_id: one event per second");
+    let other = ingest(
+        &store,
+        &acct,
+        event("Viewed Product", email("sarah@example.com"), Some("o-1"), 0),
+    )
+    .await
+    .unwrap();
+    assert!(other.event_id.is_some(), "dedup is per metric");
+    let acct2 = acct.clone();
+    let all = store
+        .read(move |c| events::list(c, &acct2, &[], false, None, 100))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    let acct2 = acct.clone();
+    let ms = store
+        .read(move |c| metrics::list(c, &acct2, None, None, 10))
+        .await
+        .unwrap();
+    let mut names: Vec<_> = ms.iter().map(|m| m.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["Placed Order", "Viewed Product"]);
+    let e = &all[0];
+    assert_eq!(e.properties, json!({"Item": "Book"}));
+    assert_eq!(e.value, Some(9.99));
+    // Attributes carried by an event update the profile.
+    let mut input = email("sarah@example.com");
+    input.attributes.insert("first_name".into(), json!("Sarah"));
+    input.properties.insert("tier".into(), json!("gold"));
+    ingest(&store, &acct, event("Placed Order", input, Some("o-2"), 9))
+        .await
+        .unwrap();
+    let (acct2, pid) = (acct.clone(), a.profile_id.clone());
+    let p = store
+        .read(move |c| profiles::get(c, &acct2, &pid))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.attributes["first_name"], json!("Sarah"));
+    assert_eq!(p.properties["tier"], json!("gold"));
+    // Pagination by (time, id).
+    let acct2 = acct.clone();
+    let first = store
+        .read(move |c| events::list(c, &acct2, &[], false, None, 2))
+        .await
+        .unwrap();
+    let cur = events::EventCursor {
+        time: first[1].time,
+        id: first[1].id.clone(),
+    };
+    let acct2 = acct.clone();
+    let rest = store
+        .read(move |c| events::list(c, &acct2, &[], false, Some(&cur), 10))
+        .await
+        .unwrap();
+    assert_eq!(first.len() + rest.len(), 4);
+}
+
+async fn conflicting_identifiers_change_nothing(backend: &str) {
+    let db = TestDb::by_name(backend);
+    let (store, acct) = open(&db).await;
+    ingest(&store, &acct, event("M", email("a@x.co"), Some("1"), 0))
+        .await
+        .unwrap();
+    let ext = ProfileInput {
+        external_id: Patch::Set("42".into()),
+        ..Default::default()
+    };
+    ingest(&store, &acct, event("M", ext, Some("2"), 0))
+        .await
+        .unwrap();
+    let both = ProfileInput {
+        email: Patch::Set("a@x.co".into()),
+        external_id: Patch::Set("42".into()),
+        ..Default::default()
+    };
+    let err = ingest(&store, &acct, event("M", both, Some("3"), 0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let acct2 = acct.clone();
+    assert_eq!(
+        store.read(move |c| events::count(c, &acct2)).await.unwrap(),
+        2
+    );
+    // A new identifier joins the profile the others name.
+    let more = ProfileInput {
+        email: Patch::Set("a@x.co".into()),
+        phone_number: Patch::Set("+15005550006".into()),
+        ..Default::default()
+    };
+    let r = ingest(&store, &acct, event("M", more, Some("4"), 0))
+        .await
+        .unwrap();
+    let (acct2, pid) = (acct.clone(), r.profile_id.clone());
+    let p = store
+        .read(move |c| profiles::get(c, &acct2, &pid))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.phone_number.as_deref(), Some("+15005550006"));
+}
+
+async fn profile_create_duplicate_and_patch(backend: &str) {
+    let db = TestDb::by_name(backend);
+    let (store, acct) = open(&db).await;
+    let a2 = acct.clone();
+    let p = store
+        .write(move |ctx| {
+            profiles::create(
+                ctx,
+                &a2,
+                &attrs(json!({"email":"x@y.co","first_name":"X","location":{"city":"Oslo"}})),
+                NOW,
+            )
+        })
+        .await
+        .unwrap();
+    let a2 = acct.clone();
+    let dup = store
+        .write(move |ctx| profiles::create(ctx, &a2, &attrs(json!({"email":"X@y.co"})), NOW))
+        .await
+        .unwrap_err();
+    match dup {
+        StoreError::DuplicateProfile { id } => assert_eq!(id, p.id),
+        e => panic!("expected duplicate, got {e:?}"),
+    }
+    let (a2, id) = (acct.clone(), p.id.clone());
+    let patched = store
+        .write(move |ctx| {
+            profiles::patch(
+                ctx,
+                &a2,
+                &id,
+                &attrs(json!({"first_name": null, "last_name": "Y"})),
+                NOW + 1,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(patched.attributes.get("first_name"), None);
+    assert_eq!(patched.attributes["last_name"], json!("Y"));
+    assert_eq!(patched.attributes["location"], json!({"city":"Oslo"}));
+    assert_eq!(patched.updated, NOW + 1);
+    // Filters and cursor pagination.
+    for i in 0..5 {
+        let a2 = acct.clone();
+        store
+            .write(move |ctx| {
+                profiles::create(
+                    ctx,
+                    &a2,
+                    &attrs(json!({"email": format!("p{i}@y.co")})),
+                    NOW + 10 + i,
+                )
+            })
+            .await
+            .unwrap();
+    }
+    let a2 = acct.clone();
+    let by_email = store
+        .read(move |c| {
+            profiles::list(
+                c,
+                &a2,
+                &[profiles::ProfileFilter::EmailIn(vec!["P3@y.co".into()])],
+                None,
+                10,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_email.len(), 1);
+    let a2 = acct.clone();
+    let recent = store
+        .read(move |c| {
+            profiles::list(
+                c,
+                &a2,
+                &[profiles::ProfileFilter::UpdatedAfter(NOW + 12)],
+                None,
+                10,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 2);
+    let a2 = acct.clone();
+    let page1 = store
+        .read(move |c| profiles::list(c, &a2, &[], None, 4))
+        .await
+        .unwrap();
+    let (a2, after) = (acct.clone(), page1[3].id.clone());
+    let page2 = store
+        .read(move |c| profiles::list(c, &a2, &[], Some(&after), 4))
+        .await
+        .unwrap();
+    assert_eq!((page1.len(), page2.len()), (4, 2));
+}
+
+async fn lists_membership(backend: &str) {
+    let db = TestDb::by_name(backend);
+    let (store, acct) = open(&db).await;
+    let a2 = acct.clone();
+    let list = store
+        .write(move |ctx| lists::create(ctx, &a2, "Newsletter", "single_opt_in", NOW))
+        .await
+        .unwrap();
+    let r = ingest(&store, &acct, event("M", email("m@x.co"), None, 0))
+        .await
+        .unwrap();
+    let how = JoinSource {
+        source: "api",
+        historical_import: false,
+    };
+    let (a2, lid, pids) = (acct.clone(), list.id.clone(), vec![r.profile_id.clone()]);
+    let added = store
+        .write(move |ctx| lists::add_members(ctx, &a2, &lid, &pids, how, NOW))
+        .await
+        .unwrap();
+    assert_eq!(added, 1);
+    let (a2, lid, pids) = (acct.clone(), list.id.clone(), vec![r.profile_id.clone()]);
+    let again = store
+        .write(move |ctx| lists::add_members(ctx, &a2, &lid, &pids, how, NOW))
+        .await
+        .unwrap();
+    assert_eq!(again, 0, "joining twice is not a new join");
+    let (a2, lid, pids) = (
+        acct.clone(),
+        list.id.clone(),
+        vec![r.profile_id.clone(), "01NOPE".to_string()],
+    );
+    let err = store
+        .write(move |ctx| lists::add_members(ctx, &a2, &lid, &pids, how, NOW))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)));
+    let (a2, lid) = (acct.clone(), list.id.clone());
+    let members = store
+        .read(move |c| lists::members(c, &a2, &lid, None, 10))
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].joined, NOW);
+    let (a2, lid, pids) = (acct.clone(), list.id.clone(), vec![r.profile_id.clone()]);
+    store
+        .write(move |ctx| lists::remove_members(ctx, &a2, &lid, &pids))
+        .await
+        .unwrap();
+    let (a2, lid) = (acct.clone(), list.id.clone());
+    assert_eq!(
+        store
+            .read(move |c| lists::member_count(c, &a2, &lid))
+            .await
+            .unwrap(),
+        0
+    );
+    let (a2, lid) = (acct.clone(), list.id.clone());
+    store
+        .write(move |ctx| lists::delete(ctx, &a2, &lid))
+        .await
+        .unwrap();
+    let (a2, lid) = (acct.clone(), list.id.clone());
+    assert_eq!(
+        store.read(move |c| lists::get(c, &a2, &lid)).await.unwrap(),
+        None
+    );
+}
+
+async fn catalog_keeps_price_history(backend: &str) {
+    let db = TestDb::by_name(backend);
+    let (store, acct) = open(&db).await;
+    let a2 = acct.clone();
+    let attrs = Map::from_iter([
+        ("title".to_string(), json!("Mug")),
+        ("price".to_string(), json!(20.0)),
+    ]);
+    let item = store
+        .write(move |ctx| catalog::create(ctx, &a2, "SKU1", "$custom", "$default", attrs, NOW))
+        .await
+        .unwrap();
+    assert_eq!(item.id, "$custom:::$default:::SKU1");
+    for (i, price) in [15.0, 15.0, 12.5].into_iter().enumerate() {
+        let (a2, id) = (acct.clone(), item.id.clone());
+        let ch = Map::from_iter([("price".to_string(), json!(price))]);
+        store
+            .write(move |ctx| catalog::update(ctx, &a2, &id, &ch, NOW + 1 + i as i64))
+            .await
+            .unwrap();
+    }
+    let (a2, id) = (acct.clone(), item.id.clone());
+    let hist = store
+        .read(move |c| catalog::price_history(c, &a2, &id))
+        .await
+        .unwrap();
+    let prices: Vec<_> = hist.iter().map(|h| (h.old_price, h.new_price)).collect();
+    assert_eq!(
+        prices,
+        [
+            (None, Some(20.0)),
+            (Some(20.0), Some(15.0)),
+            (Some(15.0), Some(12.5))
+        ]
+    );
+    assert_eq!(hist[2].changed, NOW + 3);
+}
+
+async fn group_commit_isolates_failing_jobs(backend: &str) {
+    let db = TestDb::by_name(backend);
+    let (store, acct) = open(&db).await;
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let (store, acct) = (store.clone(), acct.clone());
+        tasks.push(tokio::spawn(async move {
+            if i % 10 == 0 {
+                store
+                    .write(move |ctx| {
+                        events::ingest(
+                            ctx,
+                            &acct,
+                            &event("M", email(&format!("u{i}@x.co")), Some("k"), 0),
+                            NOW,
+                        )?;
+                        Err::<(), _>(StoreError::Invalid("fails after writing".into()))
+                    })
+                    .await
+                    .map(|_| None)
+            } else {
+                ingest(
+                    &store,
+                    &acct,
+                    event("M", email(&format!("u{i}@x.co")), Some("k"), 0),
+                )
+                .await
+                .map(|r| r.event_id)
+            }
+        }));
+    }
+    let mut ok = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(Some(_)) => ok += 1,
+            Err(StoreError::Invalid(_)) => assert_eq!(i % 10, 0),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(ok, 360);
+    let a2 = acct.clone();
+    assert_eq!(
+        store.read(move |c| events::count(c, &a2)).await.unwrap(),
+        360
+    );
+    // The failing jobs' profiles were rolled back with them.
+    let a2 = acct.clone();
+    let gone = store
+        .read(move |c| {
+            profiles::list(
+                c,
+                &a2,
+                &[profiles::ProfileFilter::EmailIn(vec!["u10@x.co".into()])],
+                None,
+                10,
+            )
+        })
+        .await
+        .unwrap();
+    assert!(gone.is_empty());
+    // And the identity cache did not keep them either: a new event creates the profile.
+    let r = ingest(&store, &acct, event("M", email("u10@x.co"), Some("k"), 0))
+        .await
+        .unwrap();
+    assert!(r.event_id.is_some());
+}
+
+async fn reopening_keeps_data_and_indexes(backend: &str) {
+    let db = TestDb::by_name(backend);
+    let (store, acct) = open(&db).await;
+    let first = ingest(&store, &acct, event("M", email("keep@x.co"), Some("1"), 0))
+        .await
+        .unwrap();
+    drop(store);
+    let store = Store::open(&db.url()).await.unwrap();
+    let again = ingest(&store, &acct, event("M", email("keep@x.co"), Some("2"), 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.profile_id, first.profile_id,
+        "identity index rebuilt at start"
+    );
+    let dup = ingest(&store, &acct, event("M", email("keep@x.co"), Some("1"), 0))
+        .await
+        .unwrap();
+    assert_eq!(dup.event_id, None);
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name("sqlite").await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name("postgres").await } )*
+        }
+    };
+}
+
+suite!(
+    bootstrap_and_authenticate,
+    events_create_profiles_and_deduplicate,
+    conflicting_identifiers_change_nothing,
+    profile_create_duplicate_and_patch,
+    lists_membership,
+    catalog_keeps_price_history,
+    group_commit_isolates_failing_jobs,
+    reopening_keeps_data_and_indexes,
+);
