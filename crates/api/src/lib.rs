@@ -1,0 +1,94 @@
+//! HTTP plumbing for Outflow's Klaviyo-compatible `/api/`: error bodies,
+//! extractors, the `filter=` language, cursor pagination and JSON:API documents.
+//!
+//! Handlers (added with the store) look like:
+//! ```ignore
+//! async fn get_profiles(
+//!     key: ApiKey, url: RequestUrl, q: ApiQuery,
+//! ) -> Result<JsonApiResponse, ApiError> {
+//!     let filter = q.filter(&[("email", &[Op::Equals, Op::Any])])?;
+//!     let page = q.page(PROFILES_PAGE)?;
+//!     let fields = q.fields("profile", &[])?;
+//!     let rows = store.profiles(&key, &filter, &page).await?; // page.fetch_limit() rows
+//!     let page = Page::from_rows(rows, &page, |p| (p.created.to_rfc3339(), p.id.clone()))
+//!         .map(|p| { let mut r = Resource::new(&url, "profile", &p.id, p.attrs());
+//!                    r.apply_fields(fields.as_deref()); r });
+//!     Ok(JsonApiResponse::ok(page.into_document(&url, &[])))
+//! }
+//! ```
+
+pub mod error;
+pub mod extract;
+pub mod filter;
+pub mod jsonapi;
+pub mod pagination;
+
+pub use error::{ApiError, ErrorSource};
+pub use extract::{ApiKey, AuthScheme, JsonApi, Revision};
+pub use filter::{Condition, Filter, FilterError, Op, Value as FilterValue};
+pub use jsonapi::{ApiQuery, JsonApiResponse, PageLinks, PublicOrigin, RequestUrl, Resource};
+pub use pagination::{Cursor, Direction, Page, PageParams, PageSpec};
+
+use axum::Router;
+
+/// Finishes a router of `/api/` routes: requires a valid `revision` header on
+/// matched routes (unknown paths still get 404, not 400), and renders unknown
+/// paths and wrong methods as Klaviyo error bodies.
+///
+/// Call after all `.route(...)` calls, since `route_layer` only wraps routes
+/// that already exist.
+pub fn finish_api_router<S>(router: Router<S>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router
+        .route_layer(axum::middleware::from_fn(extract::require_revision))
+        .method_not_allowed_fallback(error::method_not_allowed_fallback)
+        .fallback(error::not_found_fallback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn call(
+        app: Router,
+        method: &str,
+        uri: &str,
+        revision: bool,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if revision {
+            req = req.header("revision", "2024-10-15");
+        }
+        let resp = app
+            .oneshot(req.body(Body::empty()).expect("req"))
+            .await
+            .expect("resp");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    #[tokio::test]
+    async fn finished_router_shapes_errors() {
+        let app = finish_api_router(Router::new().route("/api/lists/", get(|| async { "ok" })));
+        let (s, _) = call(app.clone(), "GET", "/api/lists/", true).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, body) = call(app.clone(), "GET", "/api/lists/", false).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(body["errors"][0]["code"], "invalid");
+        let (s, body) = call(app.clone(), "GET", "/api/nope/", false).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(body["errors"][0]["code"], "not_found");
+        let (s, body) = call(app, "DELETE", "/api/lists/", true).await;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["errors"][0]["code"], "method_not_allowed");
+    }
+}
