@@ -269,6 +269,11 @@ impl std::fmt::Debug for ApiKey {
 }
 
 impl ApiKey {
+    /// The raw key text, for lookup by the store layer.
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+
     /// Whether it looks like a Klaviyo private key (`pk_` prefix).
     pub fn is_private_key(&self) -> bool {
         self.key.starts_with("pk_")
