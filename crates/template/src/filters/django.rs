@@ -1,0 +1,1391 @@
+//! Django 5.2's built-in filters, reproduced from their documented and
+//! observed behaviour (including how each one fails silently or loudly).
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use super::{Env, Filter};
+use crate::date::{self, When};
+use crate::error::RenderError;
+use crate::text::{self, escape, escape_into};
+use crate::value::{parse_py_float, parse_py_int, Dict, List, Num, Value};
+
+/// Why a Python conversion failed (callers map these to silent or loud).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PyErr {
+    Value,
+    Type,
+}
+
+/// Python `int(x)`.
+pub fn py_int(v: &Value<'_>) -> Result<i64, PyErr> {
+    match v {
+        Value::Bool(b) => Ok(*b as i64),
+        Value::Int(i) => Ok(*i),
+        Value::Float(f) => {
+            if f.is_finite() {
+                Ok(f.trunc() as i64)
+            } else {
+                Err(PyErr::Value)
+            }
+        }
+        Value::Str(s, _) => parse_py_int(s).ok_or(PyErr::Value),
+        _ => Err(PyErr::Type),
+    }
+}
+
+/// Python `float(x)`.
+pub fn py_float(v: &Value<'_>) -> Result<f64, PyErr> {
+    match v {
+        Value::Bool(b) => Ok(*b as i64 as f64),
+        Value::Int(i) => Ok(*i as f64),
+        Value::Float(f) => Ok(*f),
+        Value::Str(s, _) => parse_py_float(s).ok_or(PyErr::Value),
+        _ => Err(PyErr::Type),
+    }
+}
+
+/// `@stringfilter`: Python `str(value)` without copying borrowed strings.
+pub fn into_str<'a>(v: Value<'a>) -> Cow<'a, str> {
+    match v {
+        Value::Str(s, _) => s,
+        other => Cow::Owned(other.to_py_str().into_owned()),
+    }
+}
+
+fn arg_str<'a>(arg: &Option<Value<'a>>) -> Cow<'a, str> {
+    match arg {
+        Some(v) => into_str(v.clone()),
+        None => Cow::Borrowed(""),
+    }
+}
+
+fn type_err(name: &str) -> RenderError {
+    RenderError::TypeError(format!("unsupported operand for filter '{name}'"))
+}
+
+fn value_err(msg: &str) -> RenderError {
+    RenderError::ValueError(msg.to_string())
+}
+
+fn loud(e: PyErr, what: &str) -> RenderError {
+    match e {
+        PyErr::Value => value_err(&format!("invalid literal for {what}")),
+        PyErr::Type => RenderError::TypeError(format!("{what} argument has the wrong type")),
+    }
+}
+
+/// Django's `conditional_escape`.
+pub fn conditional_escape(v: &Value<'_>) -> String {
+    match v {
+        Value::Str(s, true) => s.to_string(),
+        other => escape(&other.to_py_str()),
+    }
+}
+
+type Outcome<'a> = Result<Result<Value<'a>, (Value<'a>, Option<Value<'a>>)>, RenderError>;
+
+pub fn apply<'a>(f: Filter, v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>) -> Outcome<'a> {
+    let out = match f {
+        Filter::Addslashes => {
+            let s = into_str(v);
+            Value::str_owned(
+                s.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\'', "\\'"),
+            )
+        }
+        Filter::Capfirst => Value::str_owned(text::capfirst(&into_str(v))),
+        Filter::Escapejs => Value::safe_owned(escapejs(&into_str(v))),
+        Filter::JsonScript => {
+            let mut json = String::new();
+            text::py_json(&v, &mut json);
+            let json = json
+                .replace('>', "\\u003E")
+                .replace('<', "\\u003C")
+                .replace('&', "\\u0026");
+            let s = match arg {
+                Some(id) if id.truthy() => format!(
+                    "<script id=\"{}\" type=\"application/json\">{}</script>",
+                    conditional_escape(&id),
+                    json
+                ),
+                _ => format!("<script type=\"application/json\">{json}</script>"),
+            };
+            Value::safe_owned(s)
+        }
+        Filter::Floatformat => floatformat(&v, arg, env)?,
+        Filter::Iriencode => {
+            Value::str_owned(text::url_quote(&into_str(v), "/#%[]=:;$&()+,!?*@'~"))
+        }
+        Filter::Linenumbers => {
+            let safe = v.is_safe();
+            let s = into_str(v);
+            let lines: Vec<&str> = s.split('\n').collect();
+            let width = lines.len().to_string().len();
+            let mut out = String::new();
+            for (i, line) in lines.iter().enumerate() {
+                if i > 0 {
+                    out.push('\n');
+                }
+                let _ = write!(out, "{:0width$}. ", i + 1);
+                if env.autoescape && !safe {
+                    escape_into(line, &mut out);
+                } else {
+                    out.push_str(line);
+                }
+            }
+            Value::safe_owned(out)
+        }
+        Filter::Lower => Value::str_owned(into_str(v).to_lowercase()),
+        Filter::MakeList => Value::list(
+            into_str(v)
+                .chars()
+                .map(|c| Value::str_owned(c.to_string()))
+                .collect(),
+        ),
+        Filter::Slugify => Value::str_owned(slugify(&into_str(v))),
+        Filter::Stringformat => {
+            let spec = arg_str(&arg);
+            match stringformat(&v, &spec, env)? {
+                Some(s) => Value::str_owned(s),
+                None => Value::empty_str(),
+            }
+        }
+        Filter::Title => Value::str_owned(django_title(&into_str(v))),
+        Filter::Truncatechars => {
+            let n = match arg.as_ref().map(py_int) {
+                Some(Ok(n)) => n,
+                _ => return Ok(Ok(Value::Str(into_str(v), false))),
+            };
+            Value::str_owned(truncate_chars(&into_str(v), n))
+        }
+        Filter::Truncatewords => {
+            let n = match arg.as_ref().map(py_int) {
+                Some(Ok(n)) => n,
+                _ => return Ok(Ok(Value::Str(into_str(v), false))),
+            };
+            if n <= 0 {
+                Value::empty_str()
+            } else {
+                let s = into_str(v);
+                let words = text::split_ws(&s);
+                let n = n as usize;
+                let mut out = words[..n.min(words.len())].join(" ");
+                if words.len() > n && !out.ends_with(" …") {
+                    out.push_str(" …");
+                }
+                Value::str_owned(out)
+            }
+        }
+        Filter::Upper => Value::str_owned(into_str(v).to_uppercase()),
+        Filter::Urlencode => {
+            let safe = match &arg {
+                Some(a) => into_str(a.clone()),
+                None => Cow::Borrowed("/"),
+            };
+            Value::str_owned(text::url_quote(&into_str(v), &safe))
+        }
+        Filter::Wordcount => Value::Int(text::split_ws(&into_str(v)).len() as i64),
+        Filter::Wordwrap => {
+            let width = arg
+                .as_ref()
+                .map(py_int)
+                .unwrap_or(Err(PyErr::Type))
+                .map_err(|e| loud(e, "int()"))?;
+            Value::str_owned(wordwrap(&into_str(v), width))
+        }
+        Filter::Ljust | Filter::Rjust | Filter::Center => {
+            let width = arg
+                .as_ref()
+                .map(py_int)
+                .unwrap_or(Err(PyErr::Type))
+                .map_err(|e| loud(e, "int()"))?;
+            let s = into_str(v);
+            let width = usize::try_from(width).unwrap_or(0);
+            env.check_size(width)?;
+            let len = s.chars().count();
+            let pad = width.saturating_sub(len);
+            Value::str_owned(match f {
+                Filter::Ljust => format!("{s}{}", " ".repeat(pad)),
+                Filter::Rjust => format!("{}{s}", " ".repeat(pad)),
+                _ => text::center(&s, width),
+            })
+        }
+        Filter::Cut => {
+            let safe = v.is_safe();
+            let pat = match &arg {
+                Some(Value::Str(p, _)) => p.clone(),
+                _ => return Err(type_err("cut")),
+            };
+            let s = into_str(v);
+            let out = if pat.is_empty() {
+                s.into_owned()
+            } else {
+                s.replace(pat.as_ref(), "")
+            };
+            Value::Str(Cow::Owned(out), safe && pat != ";")
+        }
+        Filter::Escape => match v {
+            Value::Str(s, true) => Value::Str(s, true),
+            other => Value::safe_owned(escape(&other.to_py_str())),
+        },
+        Filter::ForceEscape => Value::safe_owned(escape(&into_str(v))),
+        Filter::Escapeseq | Filter::Safeseq => match v.py_iter() {
+            Some(items) => Value::list(
+                items
+                    .iter()
+                    .map(|x| {
+                        if f == Filter::Safeseq {
+                            Value::safe_owned(x.to_py_str().into_owned())
+                        } else {
+                            Value::safe_owned(conditional_escape(x))
+                        }
+                    })
+                    .collect(),
+            ),
+            None => {
+                return Err(type_err(if f == Filter::Safeseq {
+                    "safeseq"
+                } else {
+                    "escapeseq"
+                }))
+            }
+        },
+        Filter::Linebreaks => {
+            let autoescape = env.autoescape && !v.is_safe();
+            let s = normalize_newlines(&into_str(v));
+            let mut out = String::new();
+            let paras = split_paragraphs(&s);
+            for (i, p) in paras.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("\n\n");
+                }
+                let p = if autoescape { escape(p) } else { p.to_string() };
+                let _ = write!(out, "<p>{}</p>", p.replace('\n', "<br>"));
+            }
+            Value::safe_owned(out)
+        }
+        Filter::Linebreaksbr => {
+            let autoescape = env.autoescape && !v.is_safe();
+            let s = normalize_newlines(&into_str(v));
+            let s = if autoescape { escape(&s) } else { s };
+            Value::safe_owned(s.replace('\n', "<br>"))
+        }
+        Filter::Safe => Value::Str(into_str(v), true),
+        Filter::Striptags => Value::str_owned(strip_tags(&into_str(v))),
+        Filter::Dictsort | Filter::Dictsortreversed => {
+            let key = arg_str(&arg);
+            dictsort(&v, &key, f == Filter::Dictsortreversed).unwrap_or_else(Value::empty_str)
+        }
+        Filter::First | Filter::Last => match &v {
+            Value::List(l) => {
+                let item = if f == Filter::First {
+                    l.get(0)
+                } else {
+                    l.len().checked_sub(1).and_then(|i| l.get(i))
+                };
+                item.unwrap_or_else(Value::empty_str)
+            }
+            Value::Str(s, safe) => {
+                let c = if f == Filter::First {
+                    s.chars().next()
+                } else {
+                    s.chars().next_back()
+                };
+                c.map_or_else(Value::empty_str, |c| {
+                    Value::Str(Cow::Owned(c.to_string()), *safe)
+                })
+            }
+            Value::Dict(_) => return Err(RenderError::TypeError("KeyError: 0".into())),
+            _ => return Err(type_err("first/last")),
+        },
+        Filter::Join => join(v, arg, env)?,
+        Filter::Length => Value::Int(v.py_len().unwrap_or(0) as i64),
+        Filter::Slice => {
+            let spec = match &arg {
+                Some(a) => a.to_py_str().into_owned(),
+                None => String::new(),
+            };
+            slice(v, &spec)
+        }
+        Filter::UnorderedList => Value::safe_owned(unordered_list(&v, env.autoescape, 1)),
+        Filter::Add => add(v, arg, env)?,
+        Filter::GetDigit => {
+            let a = match arg.as_ref().map(py_int) {
+                Some(Ok(a)) => a,
+                Some(Err(PyErr::Type)) | None => return Err(type_err("get_digit")),
+                Some(Err(PyErr::Value)) => return Ok(Ok(v)),
+            };
+            let n = match py_int(&v) {
+                Ok(n) => n,
+                Err(PyErr::Value) => return Ok(Ok(v)),
+                Err(PyErr::Type) => return Err(type_err("get_digit")),
+            };
+            if a < 1 {
+                return Ok(Ok(v));
+            }
+            let digits = n.to_string();
+            let a = a as usize;
+            if a > digits.len() {
+                Value::Int(0)
+            } else {
+                let c = digits.as_bytes()[digits.len() - a];
+                if c.is_ascii_digit() {
+                    Value::Int((c - b'0') as i64)
+                } else {
+                    return Err(value_err("invalid literal for int()"));
+                }
+            }
+        }
+        Filter::Date | Filter::Time => {
+            let default = if f == Filter::Date {
+                "DATE_FORMAT"
+            } else {
+                "TIME_FORMAT"
+            };
+            date_filter(&v, arg.as_ref(), default)?
+        }
+        Filter::Timesince | Filter::Timeuntil => {
+            timesince(&v, arg.as_ref(), env, f == Filter::Timeuntil)?
+        }
+        Filter::Default => {
+            if v.truthy() {
+                v
+            } else {
+                arg.unwrap_or_else(Value::empty_str)
+            }
+        }
+        Filter::DefaultIfNone => match v {
+            Value::None => arg.unwrap_or_else(Value::empty_str),
+            other => other,
+        },
+        Filter::Divisibleby => {
+            let a = py_int(&v).map_err(|e| loud(e, "int()"))?;
+            let b = arg
+                .as_ref()
+                .map(py_int)
+                .unwrap_or(Err(PyErr::Type))
+                .map_err(|e| loud(e, "int()"))?;
+            if b == 0 {
+                return Err(RenderError::ValueError(
+                    "ZeroDivisionError: integer modulo by zero".into(),
+                ));
+            }
+            Value::Bool(a.rem_euclid(b) == 0)
+        }
+        Filter::Yesno => {
+            let spec = match &arg {
+                None => Cow::Borrowed("yes,no,maybe"),
+                Some(Value::Str(s, _)) => s.clone(),
+                Some(_) => return Err(type_err("yesno")),
+            };
+            let bits: Vec<&str> = spec.split(',').collect();
+            if bits.len() < 2 {
+                return Ok(Ok(v));
+            }
+            let (yes, no, maybe) = if bits.len() == 3 {
+                (bits[0], bits[1], bits[2])
+            } else {
+                (bits[0], bits[1], bits[1])
+            };
+            let s = match v {
+                Value::None => maybe,
+                ref x if x.truthy() => yes,
+                _ => no,
+            };
+            Value::str_owned(s.to_string())
+        }
+        Filter::Filesizeformat => Value::str_owned(filesizeformat(&v)),
+        Filter::Pluralize => {
+            let spec = match &arg {
+                None => Cow::Borrowed("s"),
+                Some(a) => into_str(a.clone()),
+            };
+            let spec = if spec.contains(',') {
+                spec.into_owned()
+            } else {
+                format!(",{spec}")
+            };
+            let bits: Vec<&str> = spec.split(',').collect();
+            if bits.len() > 2 {
+                return Ok(Ok(Value::empty_str()));
+            }
+            let (one, many) = (bits[0], bits[1]);
+            let pick = match py_float(&v) {
+                Ok(n) => Some(n == 1.0),
+                Err(PyErr::Value) => None,
+                Err(PyErr::Type) => v.py_len().map(|n| n == 1),
+            };
+            Value::str_owned(match pick {
+                Some(true) => one.to_string(),
+                Some(false) => many.to_string(),
+                None => String::new(),
+            })
+        }
+        Filter::Phone2numeric => Value::str_owned(
+            into_str(v)
+                .chars()
+                .map(|c| match c.to_ascii_lowercase() {
+                    'a' | 'b' | 'c' => '2',
+                    'd' | 'e' | 'f' => '3',
+                    'g' | 'h' | 'i' => '4',
+                    'j' | 'k' | 'l' => '5',
+                    'm' | 'n' | 'o' => '6',
+                    'p' | 'q' | 'r' | 's' => '7',
+                    't' | 'u' | 'v' => '8',
+                    'w' | 'x' | 'y' | 'z' => '9',
+                    _ => c,
+                })
+                .collect(),
+        ),
+        Filter::Pprint => {
+            let mut s = String::new();
+            v.write_repr(&mut s);
+            Value::str_owned(s)
+        }
+        _ => return Ok(Err((v, arg))),
+    };
+    Ok(Ok(out))
+}
+
+fn escapejs(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '\\' | '\'' | '"' | '>' | '<' | '&' | '=' | '-' | ';' | '`' | '\u{2028}'
+            | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c if (c as u32) < 32 => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn slugify(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let ascii: String = s.nfkd().filter(char::is_ascii).collect();
+    let lowered = ascii.to_lowercase();
+    let kept: String = lowered
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '_' || text::is_space(*c) || *c == '-')
+        .collect();
+    let mut out = String::new();
+    let mut in_run = false;
+    for c in kept.chars() {
+        if c == '-' || text::is_space(c) {
+            if !in_run {
+                out.push('-');
+                in_run = true;
+            }
+        } else {
+            out.push(c);
+            in_run = false;
+        }
+    }
+    out.trim_matches(|c| c == '-' || c == '_').to_string()
+}
+
+fn django_title(s: &str) -> String {
+    let t: Vec<char> = text::py_title(s).chars().collect();
+    let mut out: Vec<char> = t.clone();
+    // ([a-z])'([A-Z]) -> lower the letter after the apostrophe.
+    for i in 0..t.len() {
+        if i >= 2 && t[i - 1] == '\'' && t[i - 2].is_ascii_lowercase() && t[i].is_ascii_uppercase()
+        {
+            out[i] = t[i].to_ascii_lowercase();
+        }
+    }
+    // \d([A-Z]) -> lower the letter after a digit.
+    for i in 1..t.len() {
+        if t[i - 1].is_numeric() && t[i - 1].is_ascii_digit() && out[i].is_ascii_uppercase() {
+            out[i] = out[i].to_ascii_lowercase();
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn is_combining(c: char) -> bool {
+    matches!(c as u32, 0x300..=0x36f | 0x1ab0..=0x1aff | 0x1dc0..=0x1dff | 0x20d0..=0x20ff | 0xfe20..=0xfe2f)
+}
+
+/// Django's `Truncator.chars` with the `…` ending.
+pub fn truncate_chars(s: &str, n: i64) -> String {
+    if n <= 0 {
+        return String::new();
+    }
+    let length = n as usize;
+    let truncate_len = length - 1;
+    let mut s_len = 0usize;
+    let mut end_index = None;
+    for (i, c) in s.char_indices() {
+        if is_combining(c) {
+            continue;
+        }
+        s_len += 1;
+        if end_index.is_none() && s_len > truncate_len {
+            end_index = Some(i);
+        }
+        if s_len > length {
+            let mut out = s[..end_index.unwrap_or(0)].to_string();
+            out.push('…');
+            return out;
+        }
+    }
+    s.to_string()
+}
+
+fn wordwrap(s: &str, width: i64) -> String {
+    let mut out = String::new();
+    for line in text::splitlines_keep(s) {
+        let mut line: Vec<char> = line.chars().collect();
+        loop {
+            let max_width = width;
+            if (line.len() as i64) <= max_width {
+                break;
+            }
+            let head = py_slice_to(&line, max_width + 1);
+            let mut space = head.iter().rposition(|&c| c == ' ').map_or(0, |p| p + 1);
+            if space == 0 {
+                space = line.iter().position(|&c| c == ' ').map_or(0, |p| p + 1);
+                if space == 0 {
+                    out.extend(line.iter());
+                    line.clear();
+                    break;
+                }
+            }
+            out.extend(line[..space - 1].iter());
+            out.push('\n');
+            line.drain(..space);
+        }
+        out.extend(line.iter());
+    }
+    out
+}
+
+/// Python `seq[:end]` with negative ends counting from the back.
+fn py_slice_to(v: &[char], end: i64) -> &[char] {
+    let len = v.len() as i64;
+    let e = if end < 0 {
+        (len + end).max(0)
+    } else {
+        end.min(len)
+    };
+    &v[..e as usize]
+}
+
+fn normalize_newlines(s: &str) -> String {
+    s.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+fn split_paragraphs(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut nl = 0;
+    for c in s.chars() {
+        if c == '\n' {
+            nl += 1;
+            continue;
+        }
+        if nl >= 2 {
+            out.push(std::mem::take(&mut cur));
+        } else if nl == 1 {
+            cur.push('\n');
+        }
+        nl = 0;
+        cur.push(c);
+    }
+    if nl >= 2 {
+        out.push(std::mem::take(&mut cur));
+    } else if nl == 1 {
+        cur.push('\n');
+    }
+    out.push(cur);
+    out
+}
+
+/// Approximation of Django's HTMLParser-based `strip_tags`: drops tags,
+/// comments and declarations, keeps text and entities as written.
+fn strip_tags(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let b: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == '<'
+            && i + 1 < b.len()
+            && (b[i + 1].is_alphabetic() || matches!(b[i + 1], '/' | '!' | '?'))
+        {
+            if let Some(end) = b[i..].iter().position(|&c| c == '>') {
+                i += end + 1;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Sort keys grouped into classes that Python can compare among themselves.
+fn sortable(keys: &[Value<'_>]) -> bool {
+    let class = |v: &Value<'_>| match v {
+        Value::Bool(_) | Value::Int(_) | Value::Float(_) => 0,
+        Value::Str(..) => 1,
+        Value::Date(_) => 2,
+        Value::DateTime(_) => 3,
+        _ => 4,
+    };
+    match keys.first() {
+        None => true,
+        Some(k) => {
+            let c = class(k);
+            c != 4 && keys.iter().all(|k| class(k) == c)
+        }
+    }
+}
+
+/// Total order for keys already checked by `sortable`.
+pub fn key_cmp(a: &Value<'_>, b: &Value<'_>) -> Ordering {
+    match (a.as_number(), b.as_number()) {
+        (Some(Num::Int(x)), Some(Num::Int(y))) => x.cmp(&y),
+        (Some(x), Some(y)) => x.as_f64().total_cmp(&y.as_f64()),
+        _ => a.py_cmp(b).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// Resolve `a.b.c` on an item like Django's `_property_resolver`.
+pub fn resolve_path<'a>(item: &Value<'a>, path: &str) -> Option<Value<'a>> {
+    let mut cur = item.clone();
+    for part in path.split('.') {
+        cur = match &cur {
+            Value::Dict(d) => d.get(part)?,
+            Value::List(l) => l.get(part.parse().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// Sort `items` by keys, stably; None if Python's `sorted` would raise.
+pub fn sort_by_keys<'a>(
+    items: Vec<Value<'a>>,
+    keys: Vec<Value<'a>>,
+    reverse: bool,
+) -> Option<Vec<Value<'a>>> {
+    if items.len() > 1 && !sortable(&keys) {
+        return None;
+    }
+    let mut pairs: Vec<(Value<'a>, Value<'a>)> = keys.into_iter().zip(items).collect();
+    if reverse {
+        pairs.sort_by(|a, b| key_cmp(&b.0, &a.0));
+    } else {
+        pairs.sort_by(|a, b| key_cmp(&a.0, &b.0));
+    }
+    Some(pairs.into_iter().map(|(_, v)| v).collect())
+}
+
+fn dictsort<'a>(v: &Value<'a>, key: &str, reverse: bool) -> Option<Value<'a>> {
+    if key.is_empty() {
+        return None;
+    }
+    let numeric_key = parse_py_float(key).is_some();
+    if !numeric_key && (key.contains("._") || key.starts_with('_')) {
+        return None;
+    }
+    let items = v.py_iter()?;
+    let mut keys = Vec::with_capacity(items.len());
+    for it in &items {
+        let k = if numeric_key {
+            match it {
+                Value::Dict(d) => d.get(key)?,
+                _ => return None,
+            }
+        } else {
+            resolve_path(it, key)?
+        };
+        keys.push(k);
+    }
+    sort_by_keys(items, keys, reverse).map(Value::list)
+}
+
+fn join<'a>(v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>) -> Result<Value<'a>, RenderError> {
+    let Some(Value::Str(sep, sep_safe)) = arg else {
+        return Ok(v);
+    };
+    let items = match &v {
+        Value::List(_) | Value::Dict(_) | Value::Str(..) => v.py_iter().unwrap_or_default(),
+        _ => return Ok(v),
+    };
+    let mut out = String::new();
+    if env.autoescape {
+        let sep = if sep_safe {
+            sep.to_string()
+        } else {
+            escape(&sep)
+        };
+        for (i, it) in items.iter().enumerate() {
+            if i > 0 {
+                out.push_str(&sep);
+            }
+            out.push_str(&conditional_escape(it));
+            env.check_size(out.len())?;
+        }
+    } else {
+        if !items.iter().all(|x| matches!(x, Value::Str(..))) {
+            return Ok(v);
+        }
+        for (i, it) in items.iter().enumerate() {
+            if i > 0 {
+                out.push_str(&sep);
+            }
+            out.push_str(&it.to_py_str());
+            env.check_size(out.len())?;
+        }
+    }
+    Ok(Value::safe_owned(out))
+}
+
+/// Python slice bounds for `slice(start, stop, step).indices(len)`.
+pub fn slice_indices(len: usize, start: Option<i64>, stop: Option<i64>, step: i64) -> Vec<usize> {
+    let len = len as i64;
+    let clamp = |x: Option<i64>, default: i64, lo: i64, hi: i64| match x {
+        None => default,
+        Some(v) if v < 0 => (v + len).max(lo),
+        Some(v) => v.min(hi),
+    };
+    let mut out = Vec::new();
+    if step > 0 {
+        let s = clamp(start, 0, 0, len);
+        let e = clamp(stop, len, 0, len);
+        let mut i = s;
+        while i < e {
+            out.push(i as usize);
+            i += step;
+        }
+    } else {
+        let s = clamp(start, len - 1, -1, len - 1);
+        let e = clamp(stop, -1, -1, len - 1);
+        let mut i = s;
+        while i > e {
+            out.push(i as usize);
+            i += step;
+        }
+    }
+    out
+}
+
+fn slice<'a>(v: Value<'a>, spec: &str) -> Value<'a> {
+    let mut bits = Vec::new();
+    for x in spec.split(':') {
+        if x.is_empty() {
+            bits.push(None);
+        } else {
+            match parse_py_int(x) {
+                Some(n) => bits.push(Some(n)),
+                None => return v,
+            }
+        }
+    }
+    let (start, stop, step) = match bits.as_slice() {
+        [stop] => (None, *stop, None),
+        [a, b] => (*a, *b, None),
+        [a, b, c] => (*a, *b, *c),
+        _ => return v,
+    };
+    let step = step.unwrap_or(1);
+    if step == 0 {
+        return v;
+    }
+    match &v {
+        Value::List(l) => {
+            let idx = slice_indices(l.len(), start, stop, step);
+            Value::list(idx.into_iter().filter_map(|i| l.get(i)).collect())
+        }
+        Value::Str(s, safe) => {
+            let chars: Vec<char> = s.chars().collect();
+            let idx = slice_indices(chars.len(), start, stop, step);
+            Value::Str(
+                Cow::Owned(idx.into_iter().map(|i| chars[i]).collect()),
+                *safe,
+            )
+        }
+        _ => v,
+    }
+}
+
+fn unordered_list(v: &Value<'_>, autoescape: bool, tabs: usize) -> String {
+    let Value::List(l) = v else {
+        return String::new();
+    };
+    let indent = "\t".repeat(tabs);
+    let items = l.to_vec();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < items.len() {
+        let title = &items[i];
+        let mut sub = String::new();
+        if let Some(next @ Value::List(_)) = items.get(i + 1) {
+            let inner = unordered_list(next, autoescape, tabs + 1);
+            sub = format!("\n{indent}<ul>\n{inner}\n{indent}</ul>\n{indent}");
+            i += 1;
+        }
+        let t = if autoescape {
+            conditional_escape(title)
+        } else {
+            title.to_py_str().into_owned()
+        };
+        out.push(format!("{indent}<li>{t}{sub}</li>"));
+        i += 1;
+    }
+    out.join("\n")
+}
+
+fn add<'a>(v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>) -> Result<Value<'a>, RenderError> {
+    let Some(arg) = arg else {
+        return Ok(Value::empty_str());
+    };
+    if let (Ok(a), Ok(b)) = (py_int(&v), py_int(&arg)) {
+        return Ok(match a.checked_add(b) {
+            Some(n) => Value::Int(n),
+            None => Value::Float(a as f64 + b as f64),
+        });
+    }
+    Ok(match (&v, &arg) {
+        (Value::Str(a, _), Value::Str(b, _)) => {
+            env.check_size(a.len() + b.len())?;
+            Value::str_owned(format!("{a}{b}"))
+        }
+        (Value::List(a), Value::List(b)) => {
+            env.check_size(a.len() + b.len())?;
+            let mut items = a.to_vec();
+            items.extend(b.iter());
+            Value::list(items)
+        }
+        _ => match (v.as_number(), arg.as_number()) {
+            (Some(a), Some(b)) => match (a, b) {
+                (Num::Int(x), Num::Int(y)) => Value::Int(x.wrapping_add(y)),
+                (x, y) => Value::Float(x.as_f64() + y.as_f64()),
+            },
+            _ => Value::empty_str(),
+        },
+    })
+}
+
+fn date_filter<'a>(
+    v: &Value<'a>,
+    arg: Option<&Value<'a>>,
+    default: &str,
+) -> Result<Value<'a>, RenderError> {
+    let when = match v {
+        Value::Date(d) => When::Date(*d),
+        Value::DateTime(dt) => When::DateTime(*dt),
+        _ => return Ok(Value::empty_str()),
+    };
+    let fmt = match arg {
+        Some(a) if a.truthy() => into_str(a.clone()),
+        _ => Cow::Borrowed(default),
+    };
+    let fmt = date::named_format(&fmt).map_or(fmt, Cow::Borrowed);
+    Ok(Value::str_owned(date::format(when, &fmt)?))
+}
+
+fn timesince<'a>(
+    v: &Value<'a>,
+    arg: Option<&Value<'a>>,
+    env: &Env<'_>,
+    until: bool,
+) -> Result<Value<'a>, RenderError> {
+    let to_dt = |x: &Value<'_>| match x {
+        Value::Date(d) => d.and_hms_opt(0, 0, 0),
+        Value::DateTime(dt) => Some(*dt),
+        _ => None,
+    };
+    let Some(d) = to_dt(v) else {
+        return Ok(Value::empty_str());
+    };
+    let now = match arg.and_then(to_dt) {
+        Some(n) => n,
+        None => env.now.ok_or(RenderError::NoClock)?,
+    };
+    let (from, to) = if until { (now, d) } else { (d, now) };
+    let secs = (to - from).num_seconds();
+    if secs <= 0 {
+        return Ok(Value::str_owned("0\u{a0}minutes".into()));
+    }
+    let chunks: [(i64, &str, &str); 6] = [
+        (365 * 86400, "year", "years"),
+        (30 * 86400, "month", "months"),
+        (7 * 86400, "week", "weeks"),
+        (86400, "day", "days"),
+        (3600, "hour", "hours"),
+        (60, "minute", "minutes"),
+    ];
+    let mut parts = Vec::new();
+    let mut rest = secs;
+    for (i, (size, one, many)) in chunks.iter().enumerate() {
+        let n = rest / size;
+        if n > 0 || !parts.is_empty() {
+            if n > 0 {
+                parts.push(format!("{n}\u{a0}{}", if n == 1 { one } else { many }));
+            }
+            rest -= n * size;
+            if !parts.is_empty() && (parts.len() == 2 || i + 1 == chunks.len() || n == 0) {
+                break;
+            }
+        }
+    }
+    if parts.is_empty() {
+        parts.push("0\u{a0}minutes".into());
+    }
+    Ok(Value::str_owned(parts.join(", ")))
+}
+
+fn filesizeformat(v: &Value<'_>) -> String {
+    let Ok(mut b) = py_int(v) else {
+        return "0\u{a0}bytes".into();
+    };
+    let negative = b < 0;
+    if negative {
+        b = b.saturating_neg();
+    }
+    let kb = 1i64 << 10;
+    let units = [
+        (kb, "KB"),
+        (kb << 10, "MB"),
+        (kb << 20, "GB"),
+        (kb << 30, "TB"),
+        (kb << 40, "PB"),
+    ];
+    let s = if b < kb {
+        format!("{b} {}", if b == 1 { "byte" } else { "bytes" })
+    } else {
+        let mut idx = units.len() - 1;
+        for i in 0..units.len() - 1 {
+            if b < units[i + 1].0 {
+                idx = i;
+                break;
+            }
+        }
+        let (size, name) = units[idx];
+        format!("{:.1} {name}", b as f64 / size as f64)
+    };
+    let s = if negative { format!("-{s}") } else { s };
+    s.replace(' ', "\u{a0}")
+}
+
+/// A decimal number: `digits` × 10^`exp`.
+struct Decimal {
+    negative: bool,
+    digits: Vec<u8>,
+    exp: i64,
+}
+
+fn parse_decimal(s: &str) -> Option<Decimal> {
+    let t = s.trim();
+    let (negative, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (mant, exp) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], body[i + 1..].parse::<i64>().ok()?),
+        None => (body, 0),
+    };
+    let mant = mant.replace('_', "");
+    let (ip, fp) = match mant.split_once('.') {
+        Some((a, b)) => (a.to_string(), b.to_string()),
+        None => (mant.clone(), String::new()),
+    };
+    if ip.is_empty() && fp.is_empty() {
+        return None;
+    }
+    if !ip.bytes().chain(fp.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if exp.abs() > 1_000_000 {
+        return None;
+    }
+    let digits: Vec<u8> = ip.bytes().chain(fp.bytes()).map(|b| b - b'0').collect();
+    Some(Decimal {
+        negative,
+        digits,
+        exp: exp - fp.len() as i64,
+    })
+}
+
+fn floatformat<'a>(
+    v: &Value<'a>,
+    arg: Option<Value<'a>>,
+    env: &Env<'_>,
+) -> Result<Value<'a>, RenderError> {
+    let mut force_grouping = false;
+    let mut arg = arg.unwrap_or(Value::Int(-1));
+    if let Value::Str(s, _) = &arg {
+        let s = s.to_string();
+        let stripped = if s.ends_with("gu") || s.ends_with("ug") {
+            Some(&s[..s.len() - 2])
+        } else if s.ends_with('g') {
+            force_grouping = true;
+            Some(&s[..s.len() - 1])
+        } else if s.ends_with('u') {
+            Some(&s[..s.len() - 1])
+        } else {
+            None
+        };
+        if let Some(st) = stripped {
+            arg = if st.is_empty() {
+                Value::Int(-1)
+            } else {
+                Value::str_owned(st.to_string())
+            };
+        }
+    }
+    let input = v.to_py_str().into_owned();
+    let d = match parse_decimal(&input) {
+        Some(d) => d,
+        None => {
+            let f = match v {
+                Value::Bool(b) => *b as i64 as f64,
+                Value::Str(s, _) => match parse_py_float(s) {
+                    Some(f) => f,
+                    None => return Ok(Value::empty_str()),
+                },
+                Value::Int(i) => *i as f64,
+                Value::Float(f) => *f,
+                _ => return Ok(Value::empty_str()),
+            };
+            if !f.is_finite() {
+                return Ok(Value::str_owned(input));
+            }
+            let mut s = String::new();
+            crate::value::write_float_repr(f, &mut s);
+            match parse_decimal(&s) {
+                Some(d) => d,
+                None => return Ok(Value::empty_str()),
+            }
+        }
+    };
+    let p = match py_int(&arg) {
+        Ok(p) => p,
+        Err(_) => return Ok(Value::str_owned(input)),
+    };
+    env.check_size(p.unsigned_abs() as usize)?;
+    env.check_size(d.exp.unsigned_abs() as usize)?;
+    let frac_nonzero = if d.exp >= 0 {
+        false
+    } else {
+        let nfrac = (-d.exp) as usize;
+        let start = d.digits.len().saturating_sub(nfrac);
+        d.digits[start..].iter().any(|&x| x != 0)
+    };
+    let places = p.unsigned_abs() as usize;
+    // Quantize to `places` decimals, ROUND_HALF_UP.
+    let mut digits = d.digits.clone();
+    let target = -(places as i64);
+    if d.exp >= target {
+        digits.extend(std::iter::repeat_n(0, (d.exp - target) as usize));
+    } else {
+        let drop = (target - d.exp) as usize;
+        let round_up;
+        if drop > digits.len() {
+            round_up = false;
+            digits.clear();
+        } else {
+            let keep = digits.len() - drop;
+            round_up = digits[keep] >= 5;
+            digits.truncate(keep);
+        }
+        if round_up {
+            let mut i = digits.len();
+            loop {
+                if i == 0 {
+                    digits.insert(0, 1);
+                    break;
+                }
+                i -= 1;
+                if digits[i] == 9 {
+                    digits[i] = 0;
+                } else {
+                    digits[i] += 1;
+                    break;
+                }
+            }
+        }
+    }
+    while digits.len() <= places {
+        digits.insert(0, 0);
+    }
+    let int_len = digits.len() - places;
+    let mut int_part: String = digits[..int_len]
+        .iter()
+        .map(|d| (b'0' + d) as char)
+        .collect();
+    let trimmed = int_part.trim_start_matches('0');
+    int_part = if trimmed.is_empty() {
+        "0".into()
+    } else {
+        trimmed.to_string()
+    };
+    let frac: String = digits[int_len..]
+        .iter()
+        .map(|d| (b'0' + d) as char)
+        .collect();
+    let is_zero = digits.iter().all(|&x| x == 0);
+    let (int_part, frac) = if !frac_nonzero && p <= 0 {
+        // Integral value: "%d" % int(d).
+        let mut ip: String = {
+            let n = (d.digits.len() as i64 + d.exp).max(0) as usize;
+            let mut s: String = d
+                .digits
+                .iter()
+                .take(n)
+                .map(|x| (b'0' + x) as char)
+                .collect();
+            if d.exp > 0 {
+                s.extend(std::iter::repeat_n('0', d.exp as usize));
+            }
+            s
+        };
+        let t = ip.trim_start_matches('0').to_string();
+        ip = if t.is_empty() { "0".into() } else { t };
+        let neg = d.negative && ip != "0";
+        let ip = if neg { format!("-{ip}") } else { ip };
+        return Ok(Value::safe_owned(group(&ip, force_grouping)));
+    } else {
+        (int_part, frac)
+    };
+    let sign = if d.negative && !is_zero { "-" } else { "" };
+    let mut out = format!("{sign}{}", group(&int_part, force_grouping));
+    if places > 0 {
+        out.push('.');
+        out.push_str(&frac);
+    }
+    Ok(Value::safe_owned(out))
+}
+
+/// Thousands grouping with "," (en locale), sign-aware.
+fn group(int_part: &str, on: bool) -> String {
+    if !on {
+        return int_part.to_string();
+    }
+    let (sign, digits) = match int_part.strip_prefix('-') {
+        Some(d) => ("-", d),
+        None => ("", int_part),
+    };
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}")
+}
+
+/// Python's `"%<spec>" % value`; None where Python raises (Django then
+/// renders an empty string).
+fn stringformat(v: &Value<'_>, spec: &str, env: &Env<'_>) -> Result<Option<String>, RenderError> {
+    let b: Vec<char> = spec.chars().collect();
+    let mut i = 0;
+    let mut left = false;
+    let mut zero = false;
+    let mut plus = false;
+    let mut space = false;
+    let mut alt = false;
+    while i < b.len() && matches!(b[i], '-' | '0' | '+' | ' ' | '#') {
+        match b[i] {
+            '-' => left = true,
+            '0' => zero = true,
+            '+' => plus = true,
+            ' ' => space = true,
+            _ => alt = true,
+        }
+        i += 1;
+    }
+    let mut width = 0usize;
+    while i < b.len() && b[i].is_ascii_digit() {
+        width = width
+            .saturating_mul(10)
+            .saturating_add(b[i] as usize - '0' as usize);
+        i += 1;
+    }
+    let mut prec: Option<usize> = None;
+    if i < b.len() && b[i] == '.' {
+        i += 1;
+        let mut p = 0usize;
+        while i < b.len() && b[i].is_ascii_digit() {
+            p = p
+                .saturating_mul(10)
+                .saturating_add(b[i] as usize - '0' as usize);
+            i += 1;
+        }
+        prec = Some(p);
+    }
+    env.check_size(width)?;
+    env.check_size(prec.unwrap_or(0))?;
+    if i + 1 != b.len() {
+        return Ok(None);
+    }
+    let conv = b[i];
+    let num = |v: &Value<'_>| -> Option<Num> {
+        match v {
+            Value::Bool(_) | Value::Int(_) | Value::Float(_) => v.as_number(),
+            _ => None,
+        }
+    };
+    let sign_of = |neg: bool| -> &'static str {
+        if neg {
+            "-"
+        } else if plus {
+            "+"
+        } else if space {
+            " "
+        } else {
+            ""
+        }
+    };
+    let (sign, body, numeric) = match conv {
+        's' | 'r' | 'a' => {
+            let s = if conv == 's' {
+                v.to_py_str().into_owned()
+            } else {
+                let mut s = String::new();
+                v.write_repr(&mut s);
+                s
+            };
+            let s = match prec {
+                Some(p) => s.chars().take(p).collect(),
+                None => s,
+            };
+            ("", s, false)
+        }
+        'd' | 'i' | 'u' => {
+            let Some(n) = num(v) else { return Ok(None) };
+            let n = match n {
+                Num::Int(i) => i as i128,
+                Num::Float(f) if f.is_finite() => f.trunc() as i128,
+                Num::Float(_) => return Ok(None),
+            };
+            let mut s = n.unsigned_abs().to_string();
+            if let Some(p) = prec {
+                while s.len() < p {
+                    s.insert(0, '0');
+                }
+            }
+            (sign_of(n < 0), s, true)
+        }
+        'x' | 'X' | 'o' => {
+            let Some(Num::Int(n)) = num(v) else {
+                return Ok(None);
+            };
+            let mag = n.unsigned_abs();
+            let mut s = match conv {
+                'x' => format!("{mag:x}"),
+                'X' => format!("{mag:X}"),
+                _ => format!("{mag:o}"),
+            };
+            if alt {
+                s.insert_str(
+                    0,
+                    match conv {
+                        'x' => "0x",
+                        'X' => "0X",
+                        _ => "0o",
+                    },
+                );
+            }
+            (sign_of(n < 0), s, true)
+        }
+        'f' | 'F' | 'e' | 'E' | 'g' | 'G' => {
+            let Some(n) = num(v) else { return Ok(None) };
+            let f = n.as_f64();
+            let p = prec.unwrap_or(6);
+            let mag = f.abs();
+            let s = match conv {
+                'f' | 'F' => format!("{mag:.p$}"),
+                'e' | 'E' => py_exp(mag, p, conv == 'E'),
+                _ => {
+                    let p = if p == 0 { 1 } else { p };
+                    let exp = if mag == 0.0 {
+                        0
+                    } else {
+                        mag.log10().floor() as i64
+                    };
+                    let s = if exp < -4 || exp >= p as i64 {
+                        py_exp(mag, p - 1, conv == 'G')
+                    } else {
+                        format!("{mag:.*}", (p as i64 - 1 - exp).max(0) as usize)
+                    };
+                    if alt {
+                        s
+                    } else {
+                        strip_trailing_zeros(&s)
+                    }
+                }
+            };
+            (sign_of(f.is_sign_negative() && f != 0.0), s, true)
+        }
+        'c' => match v {
+            Value::Int(n) => match u32::try_from(*n).ok().and_then(char::from_u32) {
+                Some(c) => ("", c.to_string(), false),
+                None => return Ok(None),
+            },
+            Value::Str(s, _) if s.chars().count() == 1 => ("", s.to_string(), false),
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let len = sign.chars().count() + body.chars().count();
+    let pad = width.saturating_sub(len);
+    Ok(Some(if left {
+        format!("{sign}{body}{}", " ".repeat(pad))
+    } else if zero && numeric {
+        format!("{sign}{}{body}", "0".repeat(pad))
+    } else {
+        format!("{}{sign}{body}", " ".repeat(pad))
+    }))
+}
+
+fn strip_trailing_zeros(s: &str) -> String {
+    let (m, e) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let m = if m.contains('.') {
+        m.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        m
+    };
+    format!("{m}{e}")
+}
+
+fn py_exp(mag: f64, p: usize, upper: bool) -> String {
+    let s = format!("{mag:.p$e}");
+    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+    let (sign, digits) = match e.strip_prefix('-') {
+        Some(d) => ('-', d),
+        None => ('+', e),
+    };
+    let e = if digits.len() < 2 {
+        format!("{sign}0{digits}")
+    } else {
+        format!("{sign}{digits}")
+    };
+    format!("{m}{}{e}", if upper { 'E' } else { 'e' })
+}
+
+/// Keep `Dict`/`List`/`Arc` imports meaningful for helpers below.
+pub fn dict_from_pairs<'a>(pairs: Vec<(Cow<'a, str>, Value<'a>)>) -> Value<'a> {
+    Value::Dict(Dict::Owned(Arc::new(pairs)))
+}
+
+/// A borrowed JSON list view, used by tests.
+pub fn is_json_list(v: &Value<'_>) -> bool {
+    matches!(v, Value::List(List::Json(_)))
+}
