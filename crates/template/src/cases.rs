@@ -95,8 +95,13 @@ pub fn context_from_json(map: &Map<String, Json>) -> Context<'_> {
     ctx
 }
 
-/// Run one case object.
+/// Run one case object with no clock (tags needing "now" fail).
 pub fn run_case(case: &Json) -> CaseResult {
+    run_case_at(case, None)
+}
+
+/// Run one case object; `now` feeds `{% now %}`, `{% today %}` and friends.
+pub fn run_case_at(case: &Json, now: Option<NaiveDateTime>) -> CaseResult {
     let name = case
         .get("name")
         .and_then(Json::as_str)
@@ -122,7 +127,13 @@ pub fn run_case(case: &Json) -> CaseResult {
         .unwrap_or(&empty);
     let outcome = match Template::compile(template, &options) {
         Err(e) => Outcome::Error("TemplateSyntaxError".into(), e.to_string()),
-        Ok(t) => match t.render(&context_from_json(map)) {
+        Ok(t) => match t.render(&{
+            let mut ctx = context_from_json(map);
+            if let Some(n) = now {
+                ctx.set_now(n);
+            }
+            ctx
+        }) {
             Ok(s) => Outcome::Output(s),
             Err(e) => Outcome::Error(e.kind().into(), e.to_string()),
         },
@@ -131,12 +142,12 @@ pub fn run_case(case: &Json) -> CaseResult {
 }
 
 /// Run every non-blank JSONL line; a malformed line yields an error result.
-pub fn run_jsonl(text: &str) -> Vec<CaseResult> {
+pub fn run_jsonl(text: &str, now: Option<NaiveDateTime>) -> Vec<CaseResult> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
         .map(|(i, line)| match serde_json::from_str::<Json>(line) {
-            Ok(case) => run_case(&case),
+            Ok(case) => run_case_at(&case, now),
             Err(e) => CaseResult {
                 name: format!("line {}", i + 1),
                 outcome: Outcome::Error("InvalidCase".into(), e.to_string()),
