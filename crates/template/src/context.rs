@@ -63,6 +63,10 @@ impl<'a> Context<'a> {
         if let Some((_, v)) = self.extra.iter().rev().find(|(k, _)| k == key) {
             return Some(v.clone());
         }
-        self.root.and_then(|m| m.get(key)).map(Value::from_json)
+        let m = self.root?;
+        if m.len() <= 8 {
+            return m.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| Value::from_json(v));
+        }
+        m.get(key).map(Value::from_json)
     }
 }

@@ -74,6 +74,11 @@ impl<'a> Dict<'a> {
     }
     pub fn get(&self, key: &str) -> Option<Value<'a>> {
         match self {
+            // Small objects: a linear scan beats hashing the key.
+            Dict::Json(m) if m.len() <= 8 => m
+                .iter()
+                .find(|(k, _)| k.as_str() == key)
+                .map(|(_, v)| Value::from_json(v)),
             Dict::Json(m) => m.get(key).map(Value::from_json),
             Dict::Owned(v) => v.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
         }

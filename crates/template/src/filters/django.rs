@@ -98,7 +98,14 @@ pub fn apply<'a>(f: Filter, v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>)
             )
         }
         Filter::Capfirst => Value::str_owned(text::capfirst(&into_str(v))),
-        Filter::Escapejs => Value::safe_owned(escapejs(&into_str(v))),
+        Filter::Escapejs => {
+            let s = into_str(v);
+            if s.chars().any(needs_js_escape) {
+                Value::safe_owned(escapejs(&s))
+            } else {
+                Value::Str(s, true)
+            }
+        }
         Filter::JsonScript => {
             let mut json = String::new();
             text::py_json(&v, &mut json);
@@ -160,7 +167,13 @@ pub fn apply<'a>(f: Filter, v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>)
                 Some(Ok(n)) => n,
                 _ => return Ok(Ok(Value::Str(into_str(v), false))),
             };
-            Value::str_owned(truncate_chars(&into_str(v), n))
+            let s = into_str(v);
+            // Short strings are returned as-is without copying.
+            if n > 0 && s.len() <= n as usize {
+                Value::Str(s, false)
+            } else {
+                Value::str_owned(truncate_chars(&s, n))
+            }
         }
         Filter::Truncatewords => {
             let n = match arg.as_ref().map(py_int) {
@@ -451,18 +464,25 @@ pub fn apply<'a>(f: Filter, v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>)
     Ok(Ok(out))
 }
 
+fn needs_js_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\\' | '\'' | '"' | '>' | '<' | '&' | '=' | '-' | ';' | '`' | '\u{2028}' | '\u{2029}'
+    ) || (c as u32) < 32
+}
+
 fn escapejs(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
-        match c {
-            '\\' | '\'' | '"' | '>' | '<' | '&' | '=' | '-' | ';' | '`' | '\u{2028}'
-            | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
+        if needs_js_escape(c) {
+            let n = c as u32;
+            out.push_str("\\u");
+            for shift in [12, 8, 4, 0] {
+                out.push(HEX[((n >> shift) & 0xf) as usize] as char);
             }
-            c if (c as u32) < 32 => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
+        } else {
+            out.push(c);
         }
     }
     out
@@ -718,34 +738,45 @@ fn join<'a>(v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>) -> Result<Value
     let Some(Value::Str(sep, sep_safe)) = arg else {
         return Ok(v);
     };
-    let items = match &v {
-        Value::List(_) | Value::Dict(_) | Value::Str(..) => v.py_iter().unwrap_or_default(),
+    let items: Vec<Value<'a>> = match &v {
+        Value::List(_) => Vec::new(),
+        Value::Dict(_) | Value::Str(..) => v.py_iter().unwrap_or_default(),
         _ => return Ok(v),
+    };
+    // Lists are walked in place; other iterables were collected above.
+    let iter: Box<dyn Iterator<Item = Value<'a>> + '_> = match &v {
+        Value::List(l) => Box::new(l.iter()),
+        _ => Box::new(items.iter().cloned()),
     };
     let mut out = String::new();
     if env.autoescape {
-        let sep = if sep_safe {
-            sep.to_string()
-        } else {
-            escape(&sep)
-        };
-        for (i, it) in items.iter().enumerate() {
+        let sep = if sep_safe { sep.to_string() } else { escape(&sep) };
+        for (i, it) in iter.enumerate() {
             if i > 0 {
                 out.push_str(&sep);
             }
-            out.push_str(&conditional_escape(it));
+            match &it {
+                Value::Str(s, true) => out.push_str(s),
+                other => escape_into(&other.to_py_str(), &mut out),
+            }
             env.check_size(out.len())?;
         }
     } else {
-        if !items.iter().all(|x| matches!(x, Value::Str(..))) {
-            return Ok(v);
-        }
-        for (i, it) in items.iter().enumerate() {
+        let mut all_str = true;
+        for (i, it) in iter.enumerate() {
+            let Value::Str(s, _) = &it else {
+                all_str = false;
+                break;
+            };
             if i > 0 {
                 out.push_str(&sep);
             }
-            out.push_str(&it.to_py_str());
+            out.push_str(s);
             env.check_size(out.len())?;
+        }
+        if !all_str {
+            // Python's str.join raises TypeError; Django returns the input.
+            return Ok(v);
         }
     }
     Ok(Value::safe_owned(out))
@@ -986,36 +1017,58 @@ struct Decimal {
     exp: i64,
 }
 
+/// Python `Decimal(str)` for finite numbers, in one pass.
 fn parse_decimal(s: &str) -> Option<Decimal> {
-    let t = s.trim();
-    let (negative, body) = match t.as_bytes().first() {
+    let t = s.trim_matches(text::is_space).as_bytes();
+    let (negative, body) = match t.first() {
         Some(b'-') => (true, &t[1..]),
         Some(b'+') => (false, &t[1..]),
         _ => (false, t),
     };
-    let (mant, exp) = match body.find(['e', 'E']) {
-        Some(i) => (&body[..i], body[i + 1..].parse::<i64>().ok()?),
-        None => (body, 0),
-    };
-    let mant = mant.replace('_', "");
-    let (ip, fp) = match mant.split_once('.') {
-        Some((a, b)) => (a.to_string(), b.to_string()),
-        None => (mant.clone(), String::new()),
-    };
-    if ip.is_empty() && fp.is_empty() {
+    let mut digits = Vec::with_capacity(body.len());
+    let mut frac_len: i64 = 0;
+    let mut seen_dot = false;
+    let mut prev_digit = false;
+    let mut i = 0;
+    while i < body.len() {
+        let c = body[i];
+        match c {
+            b'0'..=b'9' => {
+                digits.push(c - b'0');
+                if seen_dot {
+                    frac_len += 1;
+                }
+                prev_digit = true;
+            }
+            b'_' if prev_digit && body.get(i + 1).is_some_and(u8::is_ascii_digit) => {}
+            b'.' if !seen_dot => {
+                seen_dot = true;
+                prev_digit = false;
+            }
+            b'e' | b'E' => break,
+            _ => return None,
+        }
+        i += 1;
+    }
+    if digits.is_empty() {
         return None;
     }
-    if !ip.bytes().chain(fp.bytes()).all(|b| b.is_ascii_digit()) {
-        return None;
-    }
+    let exp: i64 = if i < body.len() {
+        let e = std::str::from_utf8(&body[i + 1..]).ok()?;
+        if e.is_empty() || e.contains('_') {
+            return None;
+        }
+        e.parse().ok()?
+    } else {
+        0
+    };
     if exp.abs() > 1_000_000 {
         return None;
     }
-    let digits: Vec<u8> = ip.bytes().chain(fp.bytes()).map(|b| b - b'0').collect();
     Some(Decimal {
         negative,
         digits,
-        exp: exp - fp.len() as i64,
+        exp: exp - frac_len,
     })
 }
 
@@ -1077,30 +1130,48 @@ fn floatformat<'a>(
     };
     env.check_size(p.unsigned_abs() as usize)?;
     env.check_size(d.exp.unsigned_abs() as usize)?;
-    let frac_nonzero = if d.exp >= 0 {
-        false
-    } else {
-        let nfrac = (-d.exp) as usize;
-        let start = d.digits.len().saturating_sub(nfrac);
-        d.digits[start..].iter().any(|&x| x != 0)
-    };
+    let Decimal {
+        negative,
+        mut digits,
+        exp,
+    } = d;
     let places = p.unsigned_abs() as usize;
+    let frac_nonzero = exp < 0 && {
+        let start = digits.len().saturating_sub((-exp) as usize);
+        digits[start..].iter().any(|&x| x != 0)
+    };
+    if !frac_nonzero && p <= 0 {
+        // Integral value: Django prints "%d" % int(d) with no decimals.
+        let n = (digits.len() as i64 + exp).max(0) as usize;
+        digits.truncate(n);
+        digits.extend(std::iter::repeat_n(0, exp.max(0) as usize));
+        let first = digits.iter().position(|&x| x != 0).unwrap_or(digits.len());
+        let mut out = String::with_capacity(digits.len() + 2);
+        if first == digits.len() {
+            out.push('0');
+        } else {
+            if negative {
+                out.push('-');
+            }
+            out.extend(digits[first..].iter().map(|x| (b'0' + x) as char));
+        }
+        return Ok(Value::safe_owned(group(out, force_grouping)));
+    }
     // Quantize to `places` decimals, ROUND_HALF_UP.
-    let mut digits = d.digits.clone();
     let target = -(places as i64);
-    if d.exp >= target {
-        digits.extend(std::iter::repeat_n(0, (d.exp - target) as usize));
+    if exp >= target {
+        digits.extend(std::iter::repeat_n(0, (exp - target) as usize));
     } else {
-        let drop = (target - d.exp) as usize;
-        let round_up;
-        if drop > digits.len() {
-            round_up = false;
+        let drop = (target - exp) as usize;
+        let round_up = if drop > digits.len() {
             digits.clear();
+            false
         } else {
             let keep = digits.len() - drop;
-            round_up = digits[keep] >= 5;
+            let r = digits[keep] >= 5;
             digits.truncate(keep);
-        }
+            r
+        };
         if round_up {
             let mut i = digits.len();
             loop {
@@ -1118,74 +1189,45 @@ fn floatformat<'a>(
             }
         }
     }
-    while digits.len() <= places {
-        digits.insert(0, 0);
-    }
-    let int_len = digits.len() - places;
-    let mut int_part: String = digits[..int_len]
-        .iter()
-        .map(|d| (b'0' + d) as char)
-        .collect();
-    let trimmed = int_part.trim_start_matches('0');
-    int_part = if trimmed.is_empty() {
-        "0".into()
-    } else {
-        trimmed.to_string()
-    };
-    let frac: String = digits[int_len..]
-        .iter()
-        .map(|d| (b'0' + d) as char)
-        .collect();
+    let int_len = digits.len().saturating_sub(places);
+    let first = digits[..int_len].iter().position(|&x| x != 0).unwrap_or(int_len);
     let is_zero = digits.iter().all(|&x| x == 0);
-    let (int_part, frac) = if !frac_nonzero && p <= 0 {
-        // Integral value: "%d" % int(d).
-        let mut ip: String = {
-            let n = (d.digits.len() as i64 + d.exp).max(0) as usize;
-            let mut s: String = d
-                .digits
-                .iter()
-                .take(n)
-                .map(|x| (b'0' + x) as char)
-                .collect();
-            if d.exp > 0 {
-                s.extend(std::iter::repeat_n('0', d.exp as usize));
-            }
-            s
-        };
-        let t = ip.trim_start_matches('0').to_string();
-        ip = if t.is_empty() { "0".into() } else { t };
-        let neg = d.negative && ip != "0";
-        let ip = if neg { format!("-{ip}") } else { ip };
-        return Ok(Value::safe_owned(group(&ip, force_grouping)));
+    let mut int_part = String::with_capacity(int_len + 2);
+    if negative && !is_zero {
+        int_part.push('-');
+    }
+    if first == int_len {
+        int_part.push('0');
     } else {
-        (int_part, frac)
-    };
-    let sign = if d.negative && !is_zero { "-" } else { "" };
-    let mut out = format!("{sign}{}", group(&int_part, force_grouping));
+        int_part.extend(digits[first..int_len].iter().map(|x| (b'0' + x) as char));
+    }
+    let mut out = group(int_part, force_grouping);
     if places > 0 {
         out.push('.');
-        out.push_str(&frac);
+        let frac = &digits[int_len..];
+        out.extend(std::iter::repeat_n('0', places - frac.len()));
+        out.extend(frac.iter().map(|x| (b'0' + x) as char));
     }
     Ok(Value::safe_owned(out))
 }
 
 /// Thousands grouping with "," (en locale), sign-aware.
-fn group(int_part: &str, on: bool) -> String {
+fn group(int_part: String, on: bool) -> String {
     if !on {
-        return int_part.to_string();
+        return int_part;
     }
     let (sign, digits) = match int_part.strip_prefix('-') {
         Some(d) => ("-", d),
-        None => ("", int_part),
+        None => ("", int_part.as_str()),
     };
-    let mut out = String::new();
+    let mut out = String::from(sign);
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i) % 3 == 0 {
             out.push(',');
         }
         out.push(c);
     }
-    format!("{sign}{out}")
+    out
 }
 
 /// Python's `"%<spec>" % value`; None where Python raises (Django then
