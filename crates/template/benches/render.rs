@@ -12,12 +12,21 @@ use std::time::{Duration, Instant};
 use outflow_template::{Context, Options, Template};
 
 fn main() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/templates");
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/templates");
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
     let src = read("bench_template.txt");
-    let data: serde_json::Value = serde_json::from_str(&read("bench_context.json")).expect("context JSON");
+    let data: serde_json::Value =
+        serde_json::from_str(&read("bench_context.json")).expect("context JSON");
     let expected = read("bench_expected.txt");
-    let env_num = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let env_num = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     let secs = env_num("BENCH_SECS", 2);
     let repeats = env_num("BENCH_REPEATS", 5);
 
@@ -28,7 +37,10 @@ fn main() {
     let template = Template::compile(&src, &options).expect("bench template compiles");
     let ctx = Context::from_json(&data);
     let out = template.render(&ctx).expect("bench template renders");
-    assert_eq!(out, expected, "output differs from Django's bench_expected.txt");
+    assert_eq!(
+        out, expected,
+        "output differs from Django's bench_expected.txt"
+    );
 
     // Warm-up.
     for _ in 0..2000 {

@@ -65,7 +65,10 @@ impl<'a> Context<'a> {
         }
         let m = self.root?;
         if m.len() <= 8 {
-            return m.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| Value::from_json(v));
+            return m
+                .iter()
+                .find(|(k, _)| k.as_str() == key)
+                .map(|(_, v)| Value::from_json(v));
         }
         m.get(key).map(Value::from_json)
     }

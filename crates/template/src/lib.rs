@@ -127,3 +127,16 @@ mod tests {
         assert_send_sync::<Template>();
     }
 }
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        println!("Value {}", std::mem::size_of::<crate::Value>());
+        println!("RenderError {}", std::mem::size_of::<crate::RenderError>());
+        println!(
+            "Result {}",
+            std::mem::size_of::<Result<crate::Value, crate::RenderError>>()
+        );
+        println!("Node {}", std::mem::size_of::<crate::nodes::Node>());
+    }
+}

@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::Arc;
 
 use crate::condition::{CmpOp, Cond};
@@ -438,9 +437,7 @@ impl<'r> Renderer<'r> {
                     out.push_str(s);
                 }
             }
-            Value::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
+            Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
             Value::Float(f) => write_float_localized(*f, out),
             Value::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
             Value::None => out.push_str("None"),

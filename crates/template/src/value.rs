@@ -189,9 +189,7 @@ impl<'a> Value<'a> {
             Value::None => out.push_str("None"),
             Value::Bool(true) => out.push_str("True"),
             Value::Bool(false) => out.push_str("False"),
-            Value::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
+            Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
             Value::Float(f) => write_float_repr(*f, out),
             Value::Str(s, _) => out.push_str(s),
             Value::Date(d) => {
@@ -500,11 +498,9 @@ pub fn write_float_repr(f: f64, out: &mut String) {
     }
     let a = f.abs();
     if a == 0.0 || (1e-4..1e16).contains(&a) {
-        let start = out.len();
-        let _ = write!(out, "{f}");
-        if !out[start..].contains('.') {
-            out.push_str(".0");
-        }
+        // In this range ryu's shortest form is positional with ".0" for
+        // integral values, exactly Python's repr.
+        out.push_str(ryu::Buffer::new().format_finite(f));
     } else {
         // Rust's `{:e}` gives "1.5e-7"; Python wants "1.5e-07".
         let s = format!("{f:e}");

@@ -473,18 +473,20 @@ fn needs_js_escape(c: char) -> bool {
 
 fn escapejs(s: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
+    let mut out = String::with_capacity(s.len() + 32);
+    let mut last = 0;
+    for (i, c) in s.char_indices() {
         if needs_js_escape(c) {
+            out.push_str(&s[last..i]);
             let n = c as u32;
             out.push_str("\\u");
             for shift in [12, 8, 4, 0] {
                 out.push(HEX[((n >> shift) & 0xf) as usize] as char);
             }
-        } else {
-            out.push(c);
+            last = i + c.len_utf8();
         }
     }
+    out.push_str(&s[last..]);
     out
 }
 
@@ -541,6 +543,16 @@ pub fn truncate_chars(s: &str, n: i64) -> String {
         return String::new();
     }
     let length = n as usize;
+    if s.is_ascii() {
+        // No combining characters: byte offsets are character offsets.
+        if s.len() <= length {
+            return s.to_string();
+        }
+        let mut out = String::with_capacity(length + 3);
+        out.push_str(&s[..length - 1]);
+        out.push('…');
+        return out;
+    }
     let truncate_len = length - 1;
     let mut s_len = 0usize;
     let mut end_index = None;
@@ -750,7 +762,11 @@ fn join<'a>(v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>) -> Result<Value
     };
     let mut out = String::new();
     if env.autoescape {
-        let sep = if sep_safe { sep.to_string() } else { escape(&sep) };
+        let sep = if sep_safe {
+            sep.to_string()
+        } else {
+            escape(&sep)
+        };
         for (i, it) in iter.enumerate() {
             if i > 0 {
                 out.push_str(&sep);
@@ -1190,7 +1206,10 @@ fn floatformat<'a>(
         }
     }
     let int_len = digits.len().saturating_sub(places);
-    let first = digits[..int_len].iter().position(|&x| x != 0).unwrap_or(int_len);
+    let first = digits[..int_len]
+        .iter()
+        .position(|&x| x != 0)
+        .unwrap_or(int_len);
     let is_zero = digits.iter().all(|&x| x == 0);
     let mut int_part = String::with_capacity(int_len + 2);
     if negative && !is_zero {
