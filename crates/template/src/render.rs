@@ -476,7 +476,10 @@ impl<'r> Renderer<'r> {
             self.tick(out)?;
             self.render_node(node, out)?;
         }
-        self.tick(out)?;
+        let max = self.tpl.options.limits.max_output_bytes;
+        if out.len() > max {
+            return Err(RenderError::OutputTooLarge(max));
+        }
         self.depth -= 1;
         Ok(())
     }

@@ -85,9 +85,13 @@ pub fn conditional_escape(v: &Value<'_>) -> String {
     }
 }
 
-type Outcome<'a> = Result<Result<Value<'a>, (Value<'a>, Option<Value<'a>>)>, RenderError>;
-
-pub fn apply<'a>(f: Filter, v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>) -> Outcome<'a> {
+/// Apply a Django filter; Klaviyo's are delegated to `klaviyo::apply`.
+pub fn apply<'a>(
+    f: Filter,
+    v: Value<'a>,
+    arg: Option<Value<'a>>,
+    env: &Env<'_>,
+) -> Result<Value<'a>, RenderError> {
     let out = match f {
         Filter::Addslashes => {
             let s = into_str(v);
@@ -100,10 +104,9 @@ pub fn apply<'a>(f: Filter, v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>)
         Filter::Capfirst => Value::str_owned(text::capfirst(&into_str(v))),
         Filter::Escapejs => {
             let s = into_str(v);
-            if s.chars().any(needs_js_escape) {
-                Value::safe_owned(escapejs(&s))
-            } else {
-                Value::Str(s, true)
+            match escapejs(&s) {
+                Some(e) => Value::safe_owned(e),
+                None => Value::Str(s, true),
             }
         }
         Filter::JsonScript => {
@@ -165,12 +168,18 @@ pub fn apply<'a>(f: Filter, v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>)
         Filter::Truncatechars => {
             let n = match arg.as_ref().map(py_int) {
                 Some(Ok(n)) => n,
-                _ => return Ok(Ok(Value::Str(into_str(v), false))),
+                _ => return Ok(Value::Str(into_str(v), false)),
             };
             let s = into_str(v);
-            // Short strings are returned as-is without copying.
             if n > 0 && s.len() <= n as usize {
+                // Short strings are returned as-is without copying.
                 Value::Str(s, false)
+            } else if n > 0 && s.is_ascii() {
+                // ASCII: cut the owned buffer in place.
+                let mut owned = s.into_owned();
+                owned.truncate(n as usize - 1);
+                owned.push('…');
+                Value::str_owned(owned)
             } else {
                 Value::str_owned(truncate_chars(&s, n))
             }
@@ -178,7 +187,7 @@ pub fn apply<'a>(f: Filter, v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>)
         Filter::Truncatewords => {
             let n = match arg.as_ref().map(py_int) {
                 Some(Ok(n)) => n,
-                _ => return Ok(Ok(Value::Str(into_str(v), false))),
+                _ => return Ok(Value::Str(into_str(v), false)),
             };
             if n <= 0 {
                 Value::empty_str()
@@ -330,15 +339,15 @@ pub fn apply<'a>(f: Filter, v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>)
             let a = match arg.as_ref().map(py_int) {
                 Some(Ok(a)) => a,
                 Some(Err(PyErr::Type)) | None => return Err(type_err("get_digit")),
-                Some(Err(PyErr::Value)) => return Ok(Ok(v)),
+                Some(Err(PyErr::Value)) => return Ok(v),
             };
             let n = match py_int(&v) {
                 Ok(n) => n,
-                Err(PyErr::Value) => return Ok(Ok(v)),
+                Err(PyErr::Value) => return Ok(v),
                 Err(PyErr::Type) => return Err(type_err("get_digit")),
             };
             if a < 1 {
-                return Ok(Ok(v));
+                return Ok(v);
             }
             let digits = n.to_string();
             let a = a as usize;
@@ -397,7 +406,7 @@ pub fn apply<'a>(f: Filter, v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>)
             };
             let bits: Vec<&str> = spec.split(',').collect();
             if bits.len() < 2 {
-                return Ok(Ok(v));
+                return Ok(v);
             }
             let (yes, no, maybe) = if bits.len() == 3 {
                 (bits[0], bits[1], bits[2])
@@ -424,7 +433,7 @@ pub fn apply<'a>(f: Filter, v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>)
             };
             let bits: Vec<&str> = spec.split(',').collect();
             if bits.len() > 2 {
-                return Ok(Ok(Value::empty_str()));
+                return Ok(Value::empty_str());
             }
             let (one, many) = (bits[0], bits[1]);
             let pick = match py_float(&v) {
@@ -459,35 +468,52 @@ pub fn apply<'a>(f: Filter, v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>)
             v.write_repr(&mut s);
             Value::str_owned(s)
         }
-        _ => return Ok(Err((v, arg))),
+        _ => return super::klaviyo::apply(f, v, arg, env),
     };
-    Ok(Ok(out))
+    Ok(out)
 }
 
-fn needs_js_escape(c: char) -> bool {
-    matches!(
-        c,
-        '\\' | '\'' | '"' | '>' | '<' | '&' | '=' | '-' | ';' | '`' | '\u{2028}' | '\u{2029}'
-    ) || (c as u32) < 32
-}
-
-fn escapejs(s: &str) -> String {
+/// Django's `escapejs`; None when nothing needs escaping (no copy).
+fn escapejs(s: &str) -> Option<String> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(s.len() + 32);
-    let mut last = 0;
-    for (i, c) in s.char_indices() {
-        if needs_js_escape(c) {
-            out.push_str(&s[last..i]);
-            let n = c as u32;
-            out.push_str("\\u");
-            for shift in [12, 8, 4, 0] {
-                out.push(HEX[((n >> shift) & 0xf) as usize] as char);
+    let bytes = s.as_bytes();
+    let hit = |i: usize| -> Option<(u32, usize)> {
+        let b = bytes[i];
+        match b {
+            b'\\' | b'\'' | b'"' | b'>' | b'<' | b'&' | b'=' | b'-' | b';' | b'`' => {
+                Some((b as u32, 1))
             }
-            last = i + c.len_utf8();
+            0..=31 => Some((b as u32, 1)),
+            // U+2028 / U+2029 are E2 80 A8 / E2 80 A9 in UTF-8.
+            0xE2 if bytes.get(i + 1) == Some(&0x80)
+                && matches!(bytes.get(i + 2), Some(0xA8 | 0xA9)) =>
+            {
+                Some((0x2000 + 0x28 + (bytes[i + 2] - 0xA8) as u32, 3))
+            }
+            _ => None,
+        }
+    };
+    let first = (0..bytes.len()).find(|&i| hit(i).is_some())?;
+    let mut out = String::with_capacity(s.len() + 32);
+    out.push_str(&s[..first]);
+    let mut last = first;
+    let mut i = first;
+    while i < bytes.len() {
+        match hit(i) {
+            Some((n, len)) => {
+                out.push_str(&s[last..i]);
+                out.push_str("\\u");
+                for shift in [12, 8, 4, 0] {
+                    out.push(HEX[((n >> shift) & 0xf) as usize] as char);
+                }
+                i += len;
+                last = i;
+            }
+            None => i += 1,
         }
     }
     out.push_str(&s[last..]);
-    out
+    Some(out)
 }
 
 fn slugify(s: &str) -> String {
@@ -1115,7 +1141,16 @@ fn floatformat<'a>(
             };
         }
     }
-    let input = v.to_py_str().into_owned();
+    // str(value) without allocating for the common numeric inputs.
+    let mut rb = ryu::Buffer::new();
+    let mut ib = itoa::Buffer::new();
+    let input: Cow<'_, str> = match v {
+        Value::Float(f) if f.is_finite() && (*f == 0.0 || (1e-4..1e16).contains(&f.abs())) => {
+            Cow::Borrowed(rb.format_finite(*f))
+        }
+        Value::Int(i) => Cow::Borrowed(ib.format(*i)),
+        other => other.to_py_str(),
+    };
     let d = match parse_decimal(&input) {
         Some(d) => d,
         None => {
@@ -1130,7 +1165,7 @@ fn floatformat<'a>(
                 _ => return Ok(Value::empty_str()),
             };
             if !f.is_finite() {
-                return Ok(Value::str_owned(input));
+                return Ok(Value::str_owned(input.into_owned()));
             }
             let mut s = String::new();
             crate::value::write_float_repr(f, &mut s);
@@ -1142,7 +1177,7 @@ fn floatformat<'a>(
     };
     let p = match py_int(&arg) {
         Ok(p) => p,
-        Err(_) => return Ok(Value::str_owned(input)),
+        Err(_) => return Ok(Value::str_owned(input.into_owned())),
     };
     env.check_size(p.unsigned_abs() as usize)?;
     env.check_size(d.exp.unsigned_abs() as usize)?;

@@ -210,10 +210,7 @@ pub fn apply<'a>(
     env: &Env<'_>,
 ) -> Result<Value<'a>, RenderError> {
     let input_safe = v.is_safe();
-    let out = match django::apply(f, v, arg, env)? {
-        Ok(out) => out,
-        Err((v, arg)) => klaviyo::apply(f, v, arg, env)?,
-    };
+    let out = django::apply(f, v, arg, env)?;
     if f.is_safe() && input_safe && !out.is_safe() {
         return Ok(match out {
             Value::Str(s, _) => Value::Str(s, true),
