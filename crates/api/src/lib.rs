@@ -17,11 +17,15 @@
 //! }
 //! ```
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod filter;
 pub mod jsonapi;
 pub mod pagination;
+pub mod resources;
+pub mod routes;
+pub mod state;
 
 pub use error::{ApiError, ErrorSource};
 pub use extract::{ApiKey, AuthScheme, JsonApi, Revision};
@@ -29,7 +33,59 @@ pub use filter::{Condition, Filter, FilterError, Op, Value as FilterValue};
 pub use jsonapi::{ApiQuery, JsonApiResponse, PageLinks, PublicOrigin, RequestUrl, Resource};
 pub use pagination::{Cursor, Direction, Page, PageParams, PageSpec};
 
+pub use state::AppState;
+
+use axum::routing::get;
 use axum::Router;
+
+/// Every route the server answers: Klaviyo's `/api/` and our `/outflow/v1/`.
+pub fn router(state: AppState) -> Router {
+    use routes::{catalog, events, health, lists, metrics, profiles};
+    let api = Router::new()
+        .route("/api/events", get(events::list).post(events::create))
+        .route("/api/events/{id}", get(events::get))
+        .route("/api/events/{id}/metric", get(events::metric))
+        .route("/api/events/{id}/profile", get(events::profile))
+        .route(
+            "/api/event-bulk-create-jobs",
+            axum::routing::post(events::bulk_create),
+        )
+        .route("/api/metrics", get(metrics::list))
+        .route("/api/metrics/{id}", get(metrics::get))
+        .route("/api/profiles", get(profiles::list).post(profiles::create))
+        .route(
+            "/api/profiles/{id}",
+            get(profiles::get).patch(profiles::patch),
+        )
+        .route("/api/profile-import", axum::routing::post(profiles::import))
+        .route(
+            "/api/profile-subscription-bulk-create-jobs",
+            axum::routing::post(lists::subscribe),
+        )
+        .route("/api/lists", get(lists::list).post(lists::create))
+        .route(
+            "/api/lists/{id}",
+            get(lists::get).patch(lists::update).delete(lists::delete),
+        )
+        .route("/api/lists/{id}/profiles", get(lists::members))
+        .route(
+            "/api/lists/{id}/relationships/profiles",
+            axum::routing::post(lists::add_members).delete(lists::remove_members),
+        )
+        .route(
+            "/api/catalog-items",
+            get(catalog::list).post(catalog::create),
+        )
+        .route(
+            "/api/catalog-items/{id}",
+            get(catalog::get)
+                .patch(catalog::update)
+                .delete(catalog::delete),
+        );
+    finish_api_router(api)
+        .route("/outflow/v1/health", get(health::health))
+        .with_state(state)
+}
 
 /// Finishes a router of `/api/` routes: requires a valid `revision` header on
 /// matched routes (unknown paths still get 404, not 400), and renders unknown

@@ -1,0 +1,149 @@
+//! Layered configuration: built-in defaults, then `outflow.toml`, then
+//! `OUTFLOW_*` environment variables, then command-line flags. Validated
+//! once at start so a bad value stops the server with a clear message.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds (`OUTFLOW_LISTEN`).
+    pub listen: String,
+    /// `sqlite://PATH` or `postgres://…` (`OUTFLOW_DATABASE_URL`).
+    pub database_url: String,
+    /// Makes the first API key of an empty store a known value
+    /// (`OUTFLOW_BOOTSTRAP_API_KEY`); ignored once an account exists.
+    pub bootstrap_api_key: Option<String>,
+    /// Log filter, e.g. `info` or `outflow=debug` (`OUTFLOW_LOG`).
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8484".into(),
+            database_url: "sqlite://./outflow-data/outflow.db".into(),
+            bootstrap_api_key: None,
+            log: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(String),
+    #[error("configuration: listen = {value:?} is not an address like 127.0.0.1:8484 ({reason})")]
+    Listen { value: String, reason: String },
+    #[error("configuration: database_url: {0}")]
+    Database(String),
+    #[error("configuration: bootstrap_api_key must start with pk_ and be at least 10 characters")]
+    BootstrapKey,
+}
+
+/// Overrides given on the command line.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the layers. `file` is the TOML file to read if it exists.
+    pub fn load(file: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::from_figment(
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::file(file))
+                .merge(Env::prefixed("OUTFLOW_").only(&[
+                    "listen",
+                    "database_url",
+                    "bootstrap_api_key",
+                    "log",
+                ]))
+                .merge(Serialized::defaults(overrides)),
+        )
+    }
+
+    fn from_figment(f: Figment) -> Result<Self, ConfigError> {
+        let c: Config = f.extract().map_err(|e| ConfigError::Load(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        outflow_store::Location::parse(&self.database_url)
+            .map_err(|e| ConfigError::Database(e.to_string()))?;
+        if let Some(k) = &self.bootstrap_api_key {
+            if !k.starts_with("pk_") || k.len() < 10 {
+                return Err(ConfigError::BootstrapKey);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|e: std::net::AddrParseError| ConfigError::Listen {
+                value: self.listen.clone(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "outflow.toml",
+                "listen = \"127.0.0.1:9000\"\nlog = \"debug\"",
+            )?;
+            jail.set_env("OUTFLOW_LISTEN", "127.0.0.1:9001");
+            let c = Config::load(Path::new("outflow.toml"), &Overrides::default()).expect("loads");
+            assert_eq!(c.listen, "127.0.0.1:9001");
+            assert_eq!(c.log, "debug");
+            assert_eq!(c.database_url, "sqlite://./outflow-data/outflow.db");
+            let o = Overrides {
+                listen: Some("127.0.0.1:9002".into()),
+                database_url: None,
+            };
+            assert_eq!(
+                Config::load(Path::new("outflow.toml"), &o)
+                    .expect("loads")
+                    .listen,
+                "127.0.0.1:9002"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_get_clear_messages() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OUTFLOW_LISTEN", "localhost");
+            let e = Config::load(Path::new("none.toml"), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("listen"), "{e}");
+            jail.set_env("OUTFLOW_LISTEN", "127.0.0.1:1");
+            jail.set_env("OUTFLOW_DATABASE_URL", "mysql://x");
+            let e = Config::load(Path::new("none.toml"), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("database_url"), "{e}");
+            jail.set_env("OUTFLOW_DATABASE_URL", "sqlite://x.db");
+            jail.create_file("bad.toml", "lisen = \"x\"")?;
+            let e = Config::load(Path::new("bad.toml"), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("lisen"), "{e}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,122 @@
+//! Wiring: configuration → store → API, and an orderly shutdown.
+
+pub mod config;
+pub mod template_cmd;
+
+use anyhow::Context;
+use config::Config;
+use outflow_core::{Clock, SystemClock};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A running server, for `main` and for tests that start it in-process.
+pub struct Server {
+    pub addr: SocketAddr,
+    /// The key created on first start of an empty store (shown once).
+    pub bootstrapped: Option<outflow_store::accounts::Bootstrapped>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    /// Stops accepting, lets in-flight requests finish, then returns.
+    /// Every request that got a 2xx had its writes committed before it.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.wait().await
+    }
+
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task")?.context("server")?;
+        Ok(())
+    }
+}
+
+/// Opens the store (running migrations), bootstraps an empty one, binds
+/// and starts serving.
+pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
+    config.validate()?;
+    let store = outflow_store::Store::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the store at {}", redact(&config.database_url)))?;
+    let now = clock.now().timestamp_micros();
+    let known = config.bootstrap_api_key.clone();
+    let bootstrapped = store
+        .write(move |ctx| outflow_store::accounts::bootstrap(ctx.conn, known.as_deref(), now))
+        .await
+        .context("bootstrapping the first account")?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr()?)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = outflow_api::AppState::new(store, clock);
+    let app = outflow_api::router(state);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(Server {
+        addr,
+        bootstrapped,
+        task,
+        stop: Some(stop),
+    })
+}
+
+/// `outflow serve`: runs until SIGINT or SIGTERM.
+pub async fn serve(config: Config, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let server = start(&config, Arc::new(SystemClock)).await?;
+    if let Some(b) = &server.bootstrapped {
+        if config.bootstrap_api_key.is_some() {
+            println!(
+                "Created account {} with the API key from OUTFLOW_BOOTSTRAP_API_KEY.",
+                b.account_id
+            );
+        } else {
+            println!(
+                "Created account {} and its owner {}.\nPrivate API key (shown once, store it now): {}",
+                b.account_id, b.owner_email, b.api_key
+            );
+        }
+    }
+    tracing::info!(addr = %server.addr, database = %redact(&config.database_url), "outflow listening");
+    signal.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    server.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Hides a password in a database URL before it is logged.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}
