@@ -59,6 +59,15 @@ impl<'a> Context<'a> {
         self.now = Some(now);
     }
 
+    /// The raw JSON for a top-level key, unless a typed extra shadows it.
+    pub(crate) fn get_json(&self, key: &str) -> Option<Option<&'a Json>> {
+        if self.extra.iter().any(|(k, _)| k == key) {
+            return None;
+        }
+        let m = self.root?;
+        Some(crate::value::small_get(m, key))
+    }
+
     pub(crate) fn get(&self, key: &str) -> Option<Value<'a>> {
         if let Some((_, v)) = self.extra.iter().rev().find(|(k, _)| k == key) {
             return Some(v.clone());

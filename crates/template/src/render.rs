@@ -14,8 +14,9 @@ use crate::expression::{FilterCall, FilterExpr, Lookup, Operand, VarPath};
 use crate::filters::{self, Env};
 use crate::nodes::{ForNode, IfChanged, Node, Regroup, WidthRatio};
 use crate::text::{escape_into, is_space};
-use crate::value::{write_float_localized, Dict, List, Value};
+use crate::value::{small_get, write_float_localized, Dict, List, Value};
 use crate::Template;
+use serde_json::{Map, Value as Json};
 
 enum Saved<'r> {
     Values(Vec<Value<'r>>),
@@ -176,15 +177,64 @@ impl<'r> Renderer<'r> {
         }
     }
 
+    /// Fast path: walk plain JSON objects/arrays by reference. None means
+    /// "not a plain JSON walk" (method names, misses, typed values): the
+    /// general resolver then decides.
+    fn resolve_json(&self, p: &VarPath) -> Option<&'r Json> {
+        enum Cur<'j> {
+            Map(&'j Map<String, Json>),
+            Arr(&'j [Json]),
+            Leaf(&'j Json),
+        }
+        let first = p.parts.first()?;
+        let mut cur = match self.scopes.iter().rev().find(|(k, _)| **k == *first.key) {
+            Some((_, Value::Dict(Dict::Json(m)))) => Cur::Map(m),
+            Some((_, Value::List(List::Json(a)))) => Cur::Arr(a),
+            Some(_) => return None,
+            None => Cur::Leaf(self.ctx.get_json(&first.key)??),
+        };
+        for part in &p.parts[1..] {
+            let next = match cur {
+                Cur::Map(m) | Cur::Leaf(Json::Object(m)) => small_get(m, &part.key)?,
+                Cur::Arr(a) => a.get(part.index?)?,
+                Cur::Leaf(Json::Array(a)) => a.get(part.index?)?,
+                Cur::Leaf(_) => return None,
+            };
+            cur = Cur::Leaf(next);
+        }
+        match cur {
+            Cur::Leaf(j) => Some(j),
+            _ => None,
+        }
+    }
+
     fn resolve_path(&self, p: &VarPath) -> Result<Option<Value<'r>>, RenderError> {
+        if let Some(j) = self.resolve_json(p) {
+            return Ok(Some(Value::from_json(j)));
+        }
         let Some(first) = p.parts.first() else {
             return Ok(None);
         };
-        let Some(mut cur) = self.lookup_name(&first.key) else {
+        // Borrow the first binding (no refcount traffic for `forloop`).
+        let owned;
+        let head: &Value<'r> = match self.scopes.iter().rev().find(|(k, _)| **k == *first.key) {
+            Some((_, v)) => v,
+            None => match self.lookup_name(&first.key) {
+                Some(v) => {
+                    owned = v;
+                    &owned
+                }
+                None => return Ok(None),
+            },
+        };
+        let Some(second) = p.parts.get(1) else {
+            return Ok(Some(head.clone()));
+        };
+        let Some(mut cur) = self.attr(head, second)? else {
             return Ok(None);
         };
-        for part in &p.parts[1..] {
-            match self.attr(cur, part)? {
+        for part in &p.parts[2..] {
+            match self.attr(&cur, part)? {
                 Some(v) => cur = v,
                 None => return Ok(None),
             }
@@ -193,7 +243,7 @@ impl<'r> Renderer<'r> {
     }
 
     /// One `.bit` step: dict key, then attribute/method, then list index.
-    fn attr(&self, cur: Value<'r>, part: &Lookup) -> Result<Option<Value<'r>>, RenderError> {
+    fn attr(&self, cur: &Value<'r>, part: &Lookup) -> Result<Option<Value<'r>>, RenderError> {
         let key: &str = &part.key;
         let sii = || {
             Value::Str(
@@ -219,14 +269,14 @@ impl<'r> Renderer<'r> {
                     "values" => Some(Value::list(
                         d.entries().into_iter().map(|(_, v)| v).collect(),
                     )),
-                    "copy" => Some(Value::Dict(d)),
+                    "copy" => Some(Value::Dict(d.clone())),
                     "clear" | "update" => Some(Value::None),
                     "get" | "pop" | "setdefault" | "fromkeys" => Some(sii()),
                     _ => None,
                 }
             }
             Value::List(l) => match key {
-                "copy" => Some(Value::List(l)),
+                "copy" => Some(Value::List(l.clone())),
                 "pop" => match l.len().checked_sub(1).and_then(|i| l.get(i)) {
                     Some(v) => Some(v),
                     None => {
@@ -277,7 +327,7 @@ impl<'r> Renderer<'r> {
                             .map(|w| st()(w.to_string()))
                             .collect(),
                     )),
-                    "format" => Some(Value::Str(s, false)),
+                    "format" => Some(Value::Str(s.clone(), false)),
                     "isdigit" | "isdecimal" | "isnumeric" => {
                         b(nonempty && s.chars().all(|c| c.is_numeric()))
                     }
@@ -302,12 +352,12 @@ impl<'r> Renderer<'r> {
                 }
             }
             Value::Int(_) | Value::Bool(_) | Value::Float(_) => match key {
-                "real" | "conjugate" => Some(cur),
+                "real" | "conjugate" => Some(cur.clone()),
                 "imag" => Some(Value::Int(0)),
                 _ => None,
             },
-            Value::Date(d) => date_attr(When::Date(d), key),
-            Value::DateTime(dt) => date_attr(When::DateTime(dt), key),
+            Value::Date(d) => date_attr(When::Date(*d), key),
+            Value::DateTime(dt) => date_attr(When::DateTime(*dt), key),
             Value::None => None,
         })
     }

@@ -400,6 +400,16 @@ impl<'a> Value<'a> {
     }
 }
 
+/// Object lookup tuned for the small objects event payloads are made of.
+#[inline]
+pub fn small_get<'m>(m: &'m Map<String, Json>, key: &str) -> Option<&'m Json> {
+    if m.len() <= 8 {
+        m.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        m.get(key)
+    }
+}
+
 /// A Python number.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Num {

@@ -203,15 +203,16 @@ fn alias(name: &str) -> Option<(Filter, Arity)> {
 }
 
 /// Apply one filter.
+#[inline]
 pub fn apply<'a>(
     f: Filter,
     v: Value<'a>,
     arg: Option<Value<'a>>,
     env: &Env<'_>,
 ) -> Result<Value<'a>, RenderError> {
-    let input_safe = v.is_safe();
+    let keep_safe = v.is_safe() && f.is_safe();
     let out = django::apply(f, v, arg, env)?;
-    if f.is_safe() && input_safe && !out.is_safe() {
+    if keep_safe && !out.is_safe() {
         return Ok(match out {
             Value::Str(s, _) => Value::Str(s, true),
             other => Value::safe_owned(other.to_py_str().into_owned()),
