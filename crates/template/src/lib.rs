@@ -16,6 +16,8 @@ mod date;
 mod error;
 mod expression;
 pub mod filters;
+#[doc(hidden)]
+pub mod fuzzing;
 mod lexer;
 mod nodes;
 mod parser;
@@ -125,18 +127,5 @@ mod tests {
     fn template_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Template>();
-    }
-}
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        println!("Value {}", std::mem::size_of::<crate::Value>());
-        println!("RenderError {}", std::mem::size_of::<crate::RenderError>());
-        println!(
-            "Result {}",
-            std::mem::size_of::<Result<crate::Value, crate::RenderError>>()
-        );
-        println!("Node {}", std::mem::size_of::<crate::nodes::Node>());
     }
 }

@@ -426,10 +426,14 @@ impl<'s> Parser<'s> {
                     asvar = Some(b[3].into());
                     b.truncate(2);
                 }
-                if b.len() != 2 || b[1].len() < 2 {
+                if b.len() != 2 {
                     return Err(e(self, format!("'{command}' statement takes one argument")));
                 }
-                let fmt: Box<str> = b[1][1..b[1].len() - 1].into();
+                // Python's `bits[1][1:-1]`: drop the first and last character.
+                let mut chars = b[1].chars();
+                chars.next();
+                chars.next_back();
+                let fmt: Box<str> = chars.as_str().into();
                 if command == "now" {
                     Node::Now(fmt, asvar)
                 } else {
