@@ -304,7 +304,7 @@ pub fn strftime(dt: NaiveDateTime, fmt: &str) -> String {
             'I' => write!(
                 out,
                 "{:02}",
-                if dt.hour() % 12 == 0 {
+                if dt.hour().is_multiple_of(12) {
                     12
                 } else {
                     dt.hour() % 12

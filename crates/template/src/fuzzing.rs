@@ -49,7 +49,7 @@ pub fn check_one(data: &[u8]) {
         .and_then(|b| serde_json::from_slice(b).ok())
         .filter(Json::is_object)
         .unwrap_or_else(default_context);
-    let options = fuzz_options(src.len() % 2 == 0, src.len() % 3 == 0);
+    let options = fuzz_options(src.len().is_multiple_of(2), src.len().is_multiple_of(3));
     let template = match Template::compile(&src, &options) {
         Ok(t) => t,
         Err(e) => {

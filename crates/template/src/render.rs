@@ -296,7 +296,7 @@ impl<'r> Renderer<'r> {
                 match key {
                     "upper" => Some(st()(s.to_uppercase())),
                     "lower" | "casefold" => Some(st()(s.to_lowercase())),
-                    "title" => Some(st()(crate::text::py_title(&s))),
+                    "title" => Some(st()(crate::text::py_title(s))),
                     "capitalize" => {
                         let mut c = s.chars();
                         Some(st()(match c.next() {
@@ -322,7 +322,7 @@ impl<'r> Renderer<'r> {
                     "lstrip" => Some(st()(s.trim_start_matches(is_space).to_string())),
                     "rstrip" => Some(st()(s.trim_end_matches(is_space).to_string())),
                     "split" => Some(Value::list(
-                        crate::text::split_ws(&s)
+                        crate::text::split_ws(s)
                             .into_iter()
                             .map(|w| st()(w.to_string()))
                             .collect(),

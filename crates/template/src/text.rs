@@ -38,6 +38,35 @@ pub fn split_ws(s: &str) -> Vec<&str> {
     s.split(is_space).filter(|w| !w.is_empty()).collect()
 }
 
+/// Python `str.splitlines()` (no line ends kept).
+pub fn splitlines(s: &str) -> Vec<&str> {
+    splitlines_keep(s)
+        .into_iter()
+        .map(|l| {
+            let l = l.strip_suffix('\n').unwrap_or(l);
+            let l = l.strip_suffix('\r').unwrap_or(l);
+            match l.char_indices().last() {
+                Some((i, c))
+                    if matches!(
+                        c,
+                        '\x0b'
+                            | '\x0c'
+                            | '\x1c'
+                            | '\x1d'
+                            | '\x1e'
+                            | '\u{85}'
+                            | '\u{2028}'
+                            | '\u{2029}'
+                    ) =>
+                {
+                    &l[..i]
+                }
+                _ => l,
+            }
+        })
+        .collect()
+}
+
 /// Python `str.splitlines(keepends=True)`.
 pub fn splitlines_keep(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
@@ -86,8 +115,15 @@ pub fn py_title(s: &str) -> String {
         if prev_cased {
             out.extend(c.to_lowercase());
         } else {
-            // Titlecase ~ uppercase for the scripts JSON data carries.
-            out.extend(c.to_uppercase());
+            // Titlecase: first char of the uppercase form, rest lowercased
+            // (so "ß" becomes "Ss" as in Python).
+            let mut up = c.to_uppercase();
+            if let Some(first) = up.next() {
+                out.push(first);
+                for rest in up {
+                    out.extend(rest.to_lowercase());
+                }
+            }
         }
         prev_cased = is_cased(c);
     }

@@ -217,7 +217,7 @@ pub fn apply<'a>(
                 .map(py_int)
                 .unwrap_or(Err(PyErr::Type))
                 .map_err(|e| loud(e, "int()"))?;
-            Value::str_owned(wordwrap(&into_str(v), width))
+            Value::str_owned(wordwrap(&into_str(v), width)?)
         }
         Filter::Ljust | Filter::Rjust | Filter::Center => {
             let width = arg
@@ -333,7 +333,12 @@ pub fn apply<'a>(
             };
             slice(v, &spec)
         }
-        Filter::UnorderedList => Value::safe_owned(unordered_list(&v, env.autoescape, 1)),
+        Filter::UnorderedList => {
+            let Some(items) = v.py_iter() else {
+                return Err(type_err("unordered_list"));
+            };
+            Value::safe_owned(unordered_list(&items, env.autoescape, 1))
+        }
         Filter::Add => add(v, arg, env)?,
         Filter::GetDigit => {
             let a = match arg.as_ref().map(py_int) {
@@ -448,20 +453,23 @@ pub fn apply<'a>(
             })
         }
         Filter::Phone2numeric => Value::str_owned(
-            into_str(v)
-                .chars()
-                .map(|c| match c.to_ascii_lowercase() {
-                    'a' | 'b' | 'c' => '2',
-                    'd' | 'e' | 'f' => '3',
-                    'g' | 'h' | 'i' => '4',
-                    'j' | 'k' | 'l' => '5',
-                    'm' | 'n' | 'o' => '6',
-                    'p' | 'q' | 'r' | 's' => '7',
-                    't' | 'u' | 'v' => '8',
-                    'w' | 'x' | 'y' | 'z' => '9',
-                    _ => c,
-                })
-                .collect(),
+            match v {
+                Value::Str(s, _) => s,
+                _ => return Err(type_err("phone2numeric")),
+            }
+            .chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                'a' | 'b' | 'c' => '2',
+                'd' | 'e' | 'f' => '3',
+                'g' | 'h' | 'i' => '4',
+                'j' | 'k' | 'l' => '5',
+                'm' | 'n' | 'o' => '6',
+                'p' | 'q' | 'r' | 's' => '7',
+                't' | 'u' | 'v' => '8',
+                'w' | 'x' | 'y' | 'z' => '9',
+                _ => c,
+            })
+            .collect(),
         ),
         Filter::Pprint => {
             let mut s = String::new();
@@ -599,43 +607,100 @@ pub fn truncate_chars(s: &str, n: i64) -> String {
     s.to_string()
 }
 
-fn wordwrap(s: &str, width: i64) -> String {
-    let mut out = String::new();
-    for line in text::splitlines_keep(s) {
-        let mut line: Vec<char> = line.chars().collect();
-        loop {
-            let max_width = width;
-            if (line.len() as i64) <= max_width {
-                break;
+/// Python `str.expandtabs(8)`.
+fn expand_tabs(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut col = 0usize;
+    for c in line.chars() {
+        match c {
+            '\t' => {
+                let n = 8 - col % 8;
+                out.extend(std::iter::repeat_n(' ', n));
+                col += n;
             }
-            let head = py_slice_to(&line, max_width + 1);
-            let mut space = head.iter().rposition(|&c| c == ' ').map_or(0, |p| p + 1);
-            if space == 0 {
-                space = line.iter().position(|&c| c == ' ').map_or(0, |p| p + 1);
-                if space == 0 {
-                    out.extend(line.iter());
-                    line.clear();
-                    break;
-                }
+            '\n' | '\r' => {
+                out.push(c);
+                col = 0;
             }
-            out.extend(line[..space - 1].iter());
-            out.push('\n');
-            line.drain(..space);
+            c => {
+                out.push(c);
+                col += 1;
+            }
         }
-        out.extend(line.iter());
     }
     out
 }
 
-/// Python `seq[:end]` with negative ends counting from the back.
-fn py_slice_to(v: &[char], end: i64) -> &[char] {
-    let len = v.len() as i64;
-    let e = if end < 0 {
-        (len + end).max(0)
-    } else {
-        end.min(len)
-    };
-    &v[..e as usize]
+/// Django 5.2's `wordwrap`: `textwrap.TextWrapper(width,
+/// break_long_words=False, break_on_hyphens=False, replace_whitespace=False)`
+/// applied per line.
+fn wordwrap(s: &str, width: i64) -> Result<String, RenderError> {
+    if width <= 0 {
+        return Err(value_err(&format!("invalid width {width} (must be > 0)")));
+    }
+    let width = width as usize;
+    let is_ws = |c: char| matches!(c, '\t' | '\n' | '\x0b' | '\x0c' | '\r' | ' ');
+    let mut result: Vec<String> = Vec::new();
+    for line in text::splitlines(s) {
+        let expanded = expand_tabs(line);
+        // Chunks alternate between whitespace runs and words.
+        let mut chunks: Vec<&str> = Vec::new();
+        let mut start = 0;
+        let mut prev: Option<bool> = None;
+        for (i, c) in expanded.char_indices() {
+            let ws = is_ws(c);
+            if prev.is_some_and(|p| p != ws) {
+                chunks.push(&expanded[start..i]);
+                start = i;
+            }
+            prev = Some(ws);
+        }
+        if start < expanded.len() {
+            chunks.push(&expanded[start..]);
+        }
+        let blank = |c: &str| c.trim_matches(text::is_space).is_empty();
+        let mut lines: Vec<String> = Vec::new();
+        let mut idx = 0;
+        while idx < chunks.len() {
+            if blank(chunks[idx]) && !lines.is_empty() {
+                idx += 1;
+                if idx >= chunks.len() {
+                    break;
+                }
+            }
+            let mut cur: Vec<&str> = Vec::new();
+            let mut cur_len = 0;
+            while idx < chunks.len() {
+                let l = chunks[idx].chars().count();
+                if cur_len + l <= width {
+                    cur.push(chunks[idx]);
+                    cur_len += l;
+                    idx += 1;
+                } else {
+                    break;
+                }
+            }
+            if idx < chunks.len() && chunks[idx].chars().count() > width && cur.is_empty() {
+                cur.push(chunks[idx]);
+                idx += 1;
+            }
+            if cur.last().is_some_and(|c| blank(c)) {
+                cur.pop();
+            }
+            if !cur.is_empty() {
+                lines.push(cur.concat());
+            }
+        }
+        if lines.is_empty() {
+            result.push(line.to_string());
+        } else {
+            result.extend(lines);
+        }
+    }
+    if s.ends_with('\n') {
+        result.push(String::new());
+    }
+    Ok(result.join("\n"))
 }
 
 fn normalize_newlines(s: &str) -> String {
@@ -892,20 +957,18 @@ fn slice<'a>(v: Value<'a>, spec: &str) -> Value<'a> {
     }
 }
 
-fn unordered_list(v: &Value<'_>, autoescape: bool, tabs: usize) -> String {
-    let Value::List(l) = v else {
-        return String::new();
-    };
+fn unordered_list(items: &[Value<'_>], autoescape: bool, tabs: usize) -> String {
     let indent = "\t".repeat(tabs);
-    let items = l.to_vec();
     let mut out = Vec::new();
     let mut i = 0;
     while i < items.len() {
         let title = &items[i];
         let mut sub = String::new();
-        if let Some(next @ Value::List(_)) = items.get(i + 1) {
-            let inner = unordered_list(next, autoescape, tabs + 1);
-            sub = format!("\n{indent}<ul>\n{inner}\n{indent}</ul>\n{indent}");
+        if let Some(Value::List(children)) = items.get(i + 1) {
+            if !children.is_empty() {
+                let inner = unordered_list(&children.to_vec(), autoescape, tabs + 1);
+                sub = format!("\n{indent}<ul>\n{inner}\n{indent}</ul>\n{indent}");
+            }
             i += 1;
         }
         let t = if autoescape {
@@ -1179,6 +1242,10 @@ fn floatformat<'a>(
         Ok(p) => p,
         Err(_) => return Ok(Value::str_owned(input.into_owned())),
     };
+    // Django returns values with more than 200 digits+exponent as-is.
+    if d.digits.len() as u64 + d.exp.unsigned_abs() > 200 {
+        return Ok(Value::str_owned(input.into_owned()));
+    }
     env.check_size(p.unsigned_abs() as usize)?;
     env.check_size(d.exp.unsigned_abs() as usize)?;
     let Decimal {
