@@ -27,6 +27,7 @@ pub struct Parser<'s> {
     named_cycles: HashMap<String, usize>,
     last_cycle: Option<usize>,
     ifchanged_count: usize,
+    block_names: Vec<String>,
     /// Opening tags still waiting for their end tag (for error messages).
     open: Vec<(String, usize)>,
 }
@@ -45,6 +46,7 @@ impl<'s> Parser<'s> {
             named_cycles: HashMap::new(),
             last_cycle: None,
             ifchanged_count: 0,
+            block_names: Vec::new(),
             open: Vec::new(),
         }
     }
@@ -441,6 +443,29 @@ impl<'s> Parser<'s> {
                 }
             }
             "current_year" => Node::Now("Y".into(), None),
+            "block" => {
+                // Without inheritance a block just renders its content in a
+                // new scope; names must be unique like Django requires.
+                let parts: Vec<&str> = tok.content.split_whitespace().collect();
+                if parts.len() != 2 {
+                    return Err(e(self, "'block' tag takes only one argument".into()));
+                }
+                let name = parts[1].to_string();
+                if self.block_names.contains(&name) {
+                    return Err(e(
+                        self,
+                        format!("'block' tag with name '{name}' appears more than once"),
+                    ));
+                }
+                self.block_names.push(name.clone());
+                let (body, end) = self.parse_block(&["endblock"])?;
+                if end.content != "endblock" && end.content != format!("endblock {name}") {
+                    return Err(
+                        self.err_at(end.offset, format!("Invalid block tag: '{}'", end.content))
+                    );
+                }
+                Node::With(Vec::new(), body)
+            }
             _ => {
                 let msg = if until.is_empty() {
                     format!("Invalid block tag: '{command}'. Did you forget to register or load this tag?")

@@ -625,7 +625,13 @@ impl<'r> Renderer<'r> {
                 let v = self.apply_filters(Value::Str(Cow::Owned(tmp), true), calls)?;
                 match &v {
                     Value::Str(s, _) => out.push_str(s),
-                    other => out.push_str(&other.to_py_str()),
+                    // Django joins node output with str.join: non-strings raise.
+                    other => {
+                        return Err(RenderError::TypeError(format!(
+                            "sequence item: expected str instance, {} found",
+                            type_name(other)
+                        )))
+                    }
                 }
             }
             Node::WidthRatio(w) => self.render_widthratio(w, out)?,
