@@ -25,6 +25,8 @@ mod render;
 mod text;
 mod value;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 pub use context::Context;
 pub use error::{RenderError, TemplateError};
 pub use value::{Dict, List, Value};
@@ -73,12 +75,24 @@ impl Default for Options {
 }
 
 /// A compiled template: parse once, render many times, share across threads.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Template {
     nodes: Vec<nodes::Node>,
     cycles: Vec<nodes::CycleDef>,
     options: Options,
-    size_hint: usize,
+    /// Largest output seen so far, so later renders allocate once.
+    size_hint: AtomicUsize,
+}
+
+impl Clone for Template {
+    fn clone(&self) -> Self {
+        Template {
+            nodes: self.nodes.clone(),
+            cycles: self.cycles.clone(),
+            options: self.options.clone(),
+            size_hint: AtomicUsize::new(self.size_hint.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl Template {
@@ -90,14 +104,18 @@ impl Template {
             nodes: parsed.nodes,
             cycles: parsed.cycles,
             options: options.clone(),
-            size_hint: src.len().min(options.limits.max_output_bytes),
+            size_hint: AtomicUsize::new(src.len().min(options.limits.max_output_bytes)),
         })
     }
 
     /// Render against `ctx`.
     pub fn render(&self, ctx: &Context<'_>) -> Result<String, RenderError> {
-        let mut out = String::with_capacity(self.size_hint + self.size_hint / 2);
+        let hint = self.size_hint.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(hint + hint / 8);
         self.render_into(ctx, &mut out)?;
+        if out.len() > hint {
+            self.size_hint.fetch_max(out.len(), Ordering::Relaxed);
+        }
         Ok(out)
     }
 
