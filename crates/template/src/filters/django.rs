@@ -841,15 +841,19 @@ fn join<'a>(v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>) -> Result<Value
     let Some(Value::Str(sep, sep_safe)) = arg else {
         return Ok(v);
     };
-    let items: Vec<Value<'a>> = match &v {
-        Value::List(_) => Vec::new(),
-        Value::Dict(_) | Value::Str(..) => v.py_iter().unwrap_or_default(),
+    let collected: Vec<Value<'a>>;
+    let list: &[Value<'a>] = match &v {
+        Value::List(List::Owned(items)) => items,
+        Value::List(List::Json(_)) => &[],
+        Value::Dict(_) | Value::Str(..) => {
+            collected = v.py_iter().unwrap_or_default();
+            &collected
+        }
         _ => return Ok(v),
     };
-    // Lists are walked in place; other iterables were collected above.
-    let iter: Box<dyn Iterator<Item = Value<'a>> + '_> = match &v {
-        Value::List(l) => Box::new(l.iter()),
-        _ => Box::new(items.iter().cloned()),
+    let json: &[serde_json::Value] = match &v {
+        Value::List(List::Json(a)) => a,
+        _ => &[],
     };
     let mut out = String::new();
     if env.autoescape {
@@ -858,32 +862,41 @@ fn join<'a>(v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>) -> Result<Value
         } else {
             escape(&sep)
         };
-        for (i, it) in iter.enumerate() {
+        let mut push = |i: usize, it: &Value<'_>| -> Result<(), RenderError> {
             if i > 0 {
                 out.push_str(&sep);
             }
-            match &it {
+            match it {
                 Value::Str(s, true) => out.push_str(s),
                 other => escape_into(&other.to_py_str(), &mut out),
             }
-            env.check_size(out.len())?;
+            env.check_size(out.len())
+        };
+        for (i, j) in json.iter().enumerate() {
+            push(i, &Value::from_json(j))?;
+        }
+        for (i, it) in list.iter().enumerate() {
+            push(i, it)?;
         }
     } else {
-        let mut all_str = true;
-        for (i, it) in iter.enumerate() {
-            let Value::Str(s, _) = &it else {
-                all_str = false;
-                break;
-            };
+        // Python's str.join raises TypeError on non-strings; Django then
+        // returns the input unchanged.
+        let strs: Option<Vec<&str>> = if json.is_empty() {
+            list.iter().map(Value::as_str).collect()
+        } else {
+            json.iter().map(serde_json::Value::as_str).collect()
+        };
+        let Some(strs) = strs else {
+            return Ok(v);
+        };
+        let total: usize = strs.iter().map(|s| s.len()).sum::<usize>() + sep.len() * strs.len();
+        env.check_size(total)?;
+        out.reserve(total);
+        for (i, s) in strs.iter().enumerate() {
             if i > 0 {
                 out.push_str(&sep);
             }
             out.push_str(s);
-            env.check_size(out.len())?;
-        }
-        if !all_str {
-            // Python's str.join raises TypeError; Django returns the input.
-            return Ok(v);
         }
     }
     Ok(Value::safe_owned(out))
