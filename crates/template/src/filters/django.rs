@@ -1217,6 +1217,13 @@ fn floatformat<'a>(
             };
         }
     }
+    // Fast path: a float with a small positive precision (the usual
+    // `|floatformat:2`), rounded half-up on its repr digits in place.
+    if let (Value::Float(f), Value::Int(p @ 1..=20)) = (v, &arg) {
+        if !force_grouping && f.is_finite() && (*f == 0.0 || (1e-4..1e16).contains(&f.abs())) {
+            return Ok(Value::safe_owned(round_repr_half_up(*f, *p as usize)));
+        }
+    }
     // str(value) without allocating for the common numeric inputs.
     let mut rb = ryu::Buffer::new();
     let mut ib = itoa::Buffer::new();
@@ -1343,6 +1350,60 @@ fn floatformat<'a>(
         out.extend(frac.iter().map(|x| (b'0' + x) as char));
     }
     Ok(Value::safe_owned(out))
+}
+
+/// `floatformat` for a float in positional-repr range and `places` > 0:
+/// quantize the shortest repr digits with ROUND_HALF_UP, like Django's
+/// `Decimal(repr(f)).quantize(...)`.
+fn round_repr_half_up(f: f64, places: usize) -> String {
+    let mut rb = ryu::Buffer::new();
+    let repr = rb.format_finite(f);
+    let (negative, body) = match repr.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, repr),
+    };
+    let (int_part, frac) = body.split_once('.').unwrap_or((body, ""));
+    // Digits of int_part followed by exactly `places` fraction digits.
+    let mut digits: Vec<u8> = Vec::with_capacity(int_part.len() + places + 2);
+    digits.extend(int_part.bytes().map(|b| b - b'0'));
+    let fb = frac.as_bytes();
+    for i in 0..places {
+        digits.push(fb.get(i).map_or(0, |b| b - b'0'));
+    }
+    if fb.get(places).is_some_and(|&b| b >= b'5') {
+        let mut i = digits.len();
+        loop {
+            if i == 0 {
+                digits.insert(0, 1);
+                break;
+            }
+            i -= 1;
+            if digits[i] == 9 {
+                digits[i] = 0;
+            } else {
+                digits[i] += 1;
+                break;
+            }
+        }
+    }
+    let int_len = digits.len() - places;
+    let first = digits[..int_len]
+        .iter()
+        .position(|&d| d != 0)
+        .unwrap_or(int_len);
+    let is_zero = digits.iter().all(|&d| d == 0);
+    let mut out = String::with_capacity(digits.len() + 3);
+    if negative && !is_zero {
+        out.push('-');
+    }
+    if first == int_len {
+        out.push('0');
+    } else {
+        out.extend(digits[first..int_len].iter().map(|d| (b'0' + d) as char));
+    }
+    out.push('.');
+    out.extend(digits[int_len..].iter().map(|d| (b'0' + d) as char));
+    out
 }
 
 /// Thousands grouping with "," (en locale), sign-aware.
@@ -1564,4 +1625,41 @@ pub fn dict_from_pairs<'a>(pairs: Vec<(Cow<'a, str>, Value<'a>)>) -> Value<'a> {
 /// A borrowed JSON list view, used by tests.
 pub fn is_json_list(v: &Value<'_>) -> bool {
     matches!(v, Value::List(List::Json(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Env<'static> {
+        Env {
+            autoescape: false,
+            now: None,
+            max_size: 1 << 20,
+            string_if_invalid: "",
+        }
+    }
+
+    /// The float fast path must agree with the general Decimal path.
+    #[test]
+    fn floatformat_fast_path_matches_decimal_path() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mag = 10f64.powi((x % 12) as i32 - 3);
+            let f = ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * mag;
+            let mut repr = String::new();
+            crate::value::write_float_repr(f, &mut repr);
+            for p in 1..=6 {
+                let fast = floatformat(&Value::Float(f), Some(Value::Int(p)), &env())
+                    .map(|v| v.to_py_str().into_owned());
+                let slow =
+                    floatformat(&Value::str_owned(repr.clone()), Some(Value::Int(p)), &env())
+                        .map(|v| v.to_py_str().into_owned());
+                assert_eq!(fast, slow, "{f} ({repr}) places {p}");
+            }
+        }
+    }
 }
