@@ -38,29 +38,31 @@ pub fn split_ws(s: &str) -> Vec<&str> {
     s.split(is_space).filter(|w| !w.is_empty()).collect()
 }
 
+fn is_line_break(c: char) -> bool {
+    matches!(
+        c,
+        '\n' | '\r'
+            | '\x0b'
+            | '\x0c'
+            | '\x1c'
+            | '\x1d'
+            | '\x1e'
+            | '\u{85}'
+            | '\u{2028}'
+            | '\u{2029}'
+    )
+}
+
 /// Python `str.splitlines()` (no line ends kept).
 pub fn splitlines(s: &str) -> Vec<&str> {
     splitlines_keep(s)
         .into_iter()
         .map(|l| {
-            let l = l.strip_suffix('\n').unwrap_or(l);
-            let l = l.strip_suffix('\r').unwrap_or(l);
+            if let Some(x) = l.strip_suffix("\r\n") {
+                return x;
+            }
             match l.char_indices().last() {
-                Some((i, c))
-                    if matches!(
-                        c,
-                        '\x0b'
-                            | '\x0c'
-                            | '\x1c'
-                            | '\x1d'
-                            | '\x1e'
-                            | '\u{85}'
-                            | '\u{2028}'
-                            | '\u{2029}'
-                    ) =>
-                {
-                    &l[..i]
-                }
+                Some((i, c)) if is_line_break(c) => &l[..i],
                 _ => l,
             }
         })
