@@ -438,6 +438,9 @@ impl<'s> Parser<'s> {
                 let fmt: Box<str> = chars.as_str().into();
                 if command == "now" {
                     Node::Now(fmt, asvar)
+                } else if asvar.is_none() {
+                    // Klaviyo requires the binding: {% today "%Y-%m-%d" as today %}.
+                    return Err(e(self, "'today' requires 'as <variable>'".into()));
                 } else {
                     Node::Today(fmt, asvar)
                 }
