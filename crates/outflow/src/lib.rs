@@ -86,6 +86,8 @@ pub async fn serve(config: Config, signal: impl Future<Output = ()>) -> anyhow::
             );
         }
     }
+    // On stdout for scripts (with --listen 127.0.0.1:0 this is how they learn the port).
+    println!("Listening on http://{}", server.addr);
     tracing::info!(addr = %server.addr, database = %redact(&config.database_url), "outflow listening");
     signal.await;
     tracing::info!("shutting down: finishing in-flight requests");

@@ -3,7 +3,7 @@
 
 use crate::db::{Conn, Row};
 use crate::writer::WriteCtx;
-use crate::{params, StoreError};
+use crate::{params, StoreError, MAX_PAGE_ROWS};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -159,7 +159,7 @@ pub fn list(
 ) -> Result<Vec<CatalogItem>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM catalog_items WHERE account_id = $1 AND (CAST($2 AS TEXT) IS NULL OR id > $2) ORDER BY id LIMIT {}",
-        limit.min(1000)
+        limit.min(MAX_PAGE_ROWS)
     );
     conn.query(&sql, params![account, after])?
         .iter()

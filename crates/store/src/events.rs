@@ -2,7 +2,7 @@
 
 use crate::db::{Conn, Param, Row};
 use crate::writer::WriteCtx;
-use crate::{metrics, new_ulid, params, profiles, StoreError};
+use crate::{metrics, new_ulid, params, profiles, StoreError, MAX_PAGE_ROWS};
 use outflow_core::event::ValidEvent;
 use serde_json::Value;
 
@@ -153,7 +153,7 @@ pub fn list(
     }
     sql.push_str(&format!(
         " ORDER BY time {dir}, id {dir} LIMIT {}",
-        limit.min(1000)
+        limit.min(MAX_PAGE_ROWS)
     ));
     let mut params: Vec<Param<'_>> = vec![Param::Text(account)];
     params.extend(ps.iter().map(|p| match p {

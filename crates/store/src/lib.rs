@@ -71,6 +71,9 @@ impl Location {
     }
 }
 
+/// Upper bound on rows one page query returns (a page plus the look-ahead row).
+pub const MAX_PAGE_ROWS: usize = 1001;
+
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
 

@@ -3,7 +3,7 @@
 
 use crate::db::{Conn, Row};
 use crate::writer::WriteCtx;
-use crate::{new_short_id, params, profiles, StoreError};
+use crate::{new_short_id, params, profiles, StoreError, MAX_PAGE_ROWS};
 use outflow_core::profile::Profile;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +97,7 @@ pub fn list(
     let sql = format!(
         "SELECT {COLUMNS} FROM lists WHERE account_id = $1 AND (CAST($2 AS TEXT) IS NULL OR name = $2) \
          AND (CAST($3 AS TEXT) IS NULL OR id > $3) ORDER BY id LIMIT {}",
-        limit.min(1000)
+        limit.min(MAX_PAGE_ROWS)
     );
     conn.query(&sql, params![account, name, after])?
         .iter()
@@ -185,7 +185,7 @@ pub fn members(
          FROM list_members m JOIN profiles p ON p.id = m.profile_id \
          WHERE m.account_id = $1 AND m.list_id = $2 AND (CAST($3 AS TEXT) IS NULL OR p.id > $3) \
          ORDER BY p.id LIMIT {}",
-        limit.min(1000)
+        limit.min(MAX_PAGE_ROWS)
     );
     conn.query(&sql, params![account, list_id, after])?
         .iter()

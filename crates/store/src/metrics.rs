@@ -3,7 +3,7 @@
 use crate::cache::{Key, WriteCache};
 use crate::db::{Conn, Row};
 use crate::writer::WriteCtx;
-use crate::{new_short_id, params, StoreError};
+use crate::{new_short_id, params, StoreError, MAX_PAGE_ROWS};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
@@ -72,7 +72,7 @@ pub fn list(
     let sql = format!(
         "SELECT {COLUMNS} FROM metrics WHERE account_id = $1 AND (CAST($2 AS TEXT) IS NULL OR name = $2) \
          AND (CAST($3 AS TEXT) IS NULL OR id > $3) ORDER BY id LIMIT {}",
-        limit.min(1000)
+        limit.min(MAX_PAGE_ROWS)
     );
     conn.query(&sql, params![account, name, after])?
         .iter()

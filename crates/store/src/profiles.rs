@@ -3,7 +3,7 @@
 use crate::cache::Key;
 use crate::db::{Conn, Param, Row};
 use crate::writer::WriteCtx;
-use crate::{new_ulid, params, StoreError};
+use crate::{new_ulid, params, StoreError, MAX_PAGE_ROWS};
 use outflow_core::profile::{Patch, Profile, ProfileInput};
 use serde_json::Value;
 
@@ -458,7 +458,7 @@ pub fn list(
         owned.push(a.to_owned());
         sql.push_str(&format!(" AND id > ${n}"));
     }
-    sql.push_str(&format!(" ORDER BY id LIMIT {}", limit.min(1000)));
+    sql.push_str(&format!(" ORDER BY id LIMIT {}", limit.min(MAX_PAGE_ROWS)));
     let mut ps: Vec<Param<'_>> = vec![Param::Text(account)];
     for (i, s) in owned.iter().enumerate() {
         match ints.iter().find(|(j, _)| *j == i) {
