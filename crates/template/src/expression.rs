@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use crate::filters::{self, Arity, Filter};
+use crate::value::Safe;
 use crate::value::{parse_py_int, Value};
 
 /// One dotted lookup step, with its list index pre-parsed.
@@ -168,7 +169,7 @@ pub fn parse_variable(var: &str) -> Result<Operand, String> {
 fn string_literal(s: &str) -> Result<Value<'static>, String> {
     let first = s.chars().next();
     if s.len() >= 2 && matches!(first, Some('"' | '\'')) && s.ends_with(first.unwrap_or('"')) {
-        Ok(Value::Str(Cow::Owned(unescape_literal(s)), true))
+        Ok(Value::Str(Cow::Owned(unescape_literal(s)), Safe::Yes))
     } else {
         Err(format!("Not a string literal: {s}"))
     }

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use context::Context;
 pub use error::{RenderError, TemplateError};
-pub use value::{Dict, List, Value};
+pub use value::{Dict, List, Safe, Value};
 
 /// Bounds that keep hostile templates from exhausting memory, stack or time.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,7 @@ use crate::expression::{FilterCall, FilterExpr, Lookup, Operand, VarPath};
 use crate::filters::{self, Env};
 use crate::nodes::{ForNode, IfChanged, Node, Regroup, WidthRatio};
 use crate::text::{escape_into, is_space};
+use crate::value::Safe;
 use crate::value::{small_get, write_float_localized, Dict, List, Value};
 use crate::Template;
 use serde_json::{Map, Value as Json};
@@ -248,7 +249,7 @@ impl<'r> Renderer<'r> {
         let sii = || {
             Value::Str(
                 Cow::Owned(self.tpl.options.string_if_invalid.clone()),
-                false,
+                Safe::No,
             )
         };
         Ok(match cur {
@@ -260,11 +261,14 @@ impl<'r> Renderer<'r> {
                     "items" => Some(Value::list(
                         d.entries()
                             .into_iter()
-                            .map(|(k, v)| Value::list(vec![Value::Str(k, false), v]))
+                            .map(|(k, v)| Value::list(vec![Value::Str(k, Safe::No), v]))
                             .collect(),
                     )),
                     "keys" => Some(Value::list(
-                        d.keys().into_iter().map(|k| Value::Str(k, false)).collect(),
+                        d.keys()
+                            .into_iter()
+                            .map(|k| Value::Str(k, Safe::No))
+                            .collect(),
                     )),
                     "values" => Some(Value::list(
                         d.entries().into_iter().map(|(_, v)| v).collect(),
@@ -327,7 +331,7 @@ impl<'r> Renderer<'r> {
                             .map(|w| st()(w.to_string()))
                             .collect(),
                     )),
-                    "format" => Some(Value::Str(s.clone(), false)),
+                    "format" => Some(Value::Str(s.clone(), Safe::No)),
                     "isdigit" | "isdecimal" | "isnumeric" => {
                         b(nonempty && s.chars().all(|c| c.is_numeric()))
                     }
@@ -405,7 +409,7 @@ impl<'r> Renderer<'r> {
                         return Ok(if sii.contains("%s") {
                             Value::str_owned(sii.replacen("%s", &p.text, 1))
                         } else {
-                            Value::Str(Cow::Borrowed(sii.as_str()), false)
+                            Value::Str(Cow::Borrowed(sii.as_str()), Safe::No)
                         });
                     } else {
                         Value::empty_str()
@@ -481,7 +485,7 @@ impl<'r> Renderer<'r> {
     fn write_value(&self, v: &Value<'_>, out: &mut String) -> Result<(), RenderError> {
         match v {
             Value::Str(s, safe) => {
-                if self.autoescape && !safe {
+                if self.autoescape && !safe.is_yes() {
                     escape_into(s, out);
                 } else {
                     out.push_str(s);
@@ -602,7 +606,7 @@ impl<'r> Renderer<'r> {
                 match asvar {
                     Some(name) => {
                         let safe = self.autoescape;
-                        self.set_current(name, Value::Str(Cow::Owned(first), safe));
+                        self.set_current(name, Value::Str(Cow::Owned(first), Safe::from(safe)));
                     }
                     None => out.push_str(&first),
                 }
@@ -622,7 +626,7 @@ impl<'r> Renderer<'r> {
             Node::FilterBlock(calls, body) => {
                 let mut tmp = String::new();
                 self.render_nodes(body, &mut tmp)?;
-                let v = self.apply_filters(Value::Str(Cow::Owned(tmp), true), calls)?;
+                let v = self.apply_filters(Value::Str(Cow::Owned(tmp), Safe::Yes), calls)?;
                 match &v {
                     Value::Str(s, _) => out.push_str(s),
                     // Django joins node output with str.join: non-strings raise.

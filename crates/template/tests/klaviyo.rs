@@ -344,8 +344,14 @@ fn date_filters_use_the_context_clock() {
         r0(r#"{% today "%Y-%m-%d" as today %}{{ today }}"#),
         "2024-03-05"
     );
-    assert_eq!(r0(r#"{% today "%d/%m/%Y %H:%M" as t %}{{ t }}"#), "05/03/2024 14:07");
-    assert!(Template::compile(r#"{% today "%Y" %}"#, &opts()).is_err(), "Klaviyo requires 'as'");
+    assert_eq!(
+        r0(r#"{% today "%d/%m/%Y %H:%M" as t %}{{ t }}"#),
+        "05/03/2024 14:07"
+    );
+    assert!(
+        Template::compile(r#"{% today "%Y" %}"#, &opts()).is_err(),
+        "Klaviyo requires 'as'"
+    );
     assert_eq!(
         r0(r#"{% now "Y-m-d H:i" %}|{% current_year %}"#),
         "2024-03-05 14:07|2024"

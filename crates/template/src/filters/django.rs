@@ -10,6 +10,7 @@ use super::{Env, Filter};
 use crate::date::{self, When};
 use crate::error::RenderError;
 use crate::text::{self, escape, escape_into};
+use crate::value::Safe;
 use crate::value::{parse_py_float, parse_py_int, Dict, List, Num, Value};
 
 /// Why a Python conversion failed (callers map these to silent or loud).
@@ -80,7 +81,7 @@ fn loud(e: PyErr, what: &str) -> RenderError {
 /// Django's `conditional_escape`.
 pub fn conditional_escape(v: &Value<'_>) -> String {
     match v {
-        Value::Str(s, true) => s.to_string(),
+        Value::Str(s, Safe::Yes) => s.to_string(),
         other => escape(&other.to_py_str()),
     }
 }
@@ -106,7 +107,7 @@ pub fn apply<'a>(
             let s = into_str(v);
             match escapejs(&s) {
                 Some(e) => Value::safe_owned(e),
-                None => Value::Str(s, true),
+                None => Value::Str(s, Safe::Yes),
             }
         }
         Filter::JsonScript => {
@@ -168,12 +169,12 @@ pub fn apply<'a>(
         Filter::Truncatechars => {
             let n = match arg.as_ref().map(py_int) {
                 Some(Ok(n)) => n,
-                _ => return Ok(Value::Str(into_str(v), false)),
+                _ => return Ok(Value::Str(into_str(v), Safe::No)),
             };
             let s = into_str(v);
             if n > 0 && s.len() <= n as usize {
                 // Short strings are returned as-is without copying.
-                Value::Str(s, false)
+                Value::Str(s, Safe::No)
             } else if n > 0 && s.is_ascii() {
                 // ASCII: cut the owned buffer in place.
                 let mut owned = s.into_owned();
@@ -187,7 +188,7 @@ pub fn apply<'a>(
         Filter::Truncatewords => {
             let n = match arg.as_ref().map(py_int) {
                 Some(Ok(n)) => n,
-                _ => return Ok(Value::Str(into_str(v), false)),
+                _ => return Ok(Value::Str(into_str(v), Safe::No)),
             };
             if n <= 0 {
                 Value::empty_str()
@@ -248,10 +249,10 @@ pub fn apply<'a>(
             } else {
                 s.replace(pat.as_ref(), "")
             };
-            Value::Str(Cow::Owned(out), safe && pat != ";")
+            Value::Str(Cow::Owned(out), Safe::from(safe && pat != ";"))
         }
         Filter::Escape => match v {
-            Value::Str(s, true) => Value::Str(s, true),
+            Value::Str(s, Safe::Yes) => Value::Str(s, Safe::Yes),
             other => Value::safe_owned(escape(&other.to_py_str())),
         },
         Filter::ForceEscape => Value::safe_owned(escape(&into_str(v))),
@@ -296,7 +297,7 @@ pub fn apply<'a>(
             let s = if autoescape { escape(&s) } else { s };
             Value::safe_owned(s.replace('\n', "<br>"))
         }
-        Filter::Safe => Value::Str(into_str(v), true),
+        Filter::Safe => Value::Str(into_str(v), Safe::Yes),
         Filter::Striptags => Value::str_owned(strip_tags(&into_str(v))),
         Filter::Dictsort | Filter::Dictsortreversed => {
             let key = arg_str(&arg);
@@ -857,7 +858,7 @@ fn join<'a>(v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>) -> Result<Value
     };
     let mut out = String::new();
     if env.autoescape {
-        let sep = if sep_safe {
+        let sep = if sep_safe.is_yes() {
             sep.to_string()
         } else {
             escape(&sep)
@@ -867,7 +868,7 @@ fn join<'a>(v: Value<'a>, arg: Option<Value<'a>>, env: &Env<'_>) -> Result<Value
                 out.push_str(&sep);
             }
             match it {
-                Value::Str(s, true) => out.push_str(s),
+                Value::Str(s, Safe::Yes) => out.push_str(s),
                 other => escape_into(&other.to_py_str(), &mut out),
             }
             env.check_size(out.len())

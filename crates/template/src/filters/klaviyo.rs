@@ -13,6 +13,7 @@ use super::{Env, Filter};
 use crate::date::{parse_iso, When};
 use crate::error::RenderError;
 use crate::text;
+use crate::value::Safe;
 use crate::value::{Num, Value};
 
 /// Numeric view used by Klaviyo's math filters: numbers, numeric strings.
@@ -304,7 +305,7 @@ pub fn apply<'a>(
             let a = arg_text(&arg);
             let (from, to) = split_pair(&a);
             if from.is_empty() {
-                return Ok(Value::Str(s, false));
+                return Ok(Value::Str(s, Safe::No));
             }
             let out = match f {
                 Filter::FindReplace => {
@@ -356,7 +357,7 @@ pub fn apply<'a>(
             let s = into_str(v);
             let pat = arg_text(&arg);
             if pat.is_empty() {
-                return Ok(Value::Str(s, false));
+                return Ok(Value::Str(s, Safe::No));
             }
             Value::str_owned(match f {
                 Filter::Remove => s.replace(pat.as_ref(), ""),
@@ -375,7 +376,7 @@ pub fn apply<'a>(
                 .map_or(50, |n| n.as_f64().max(0.0) as usize);
             let s = into_str(v);
             if s.chars().count() <= n {
-                Value::Str(s, false)
+                Value::Str(s, Safe::No)
             } else {
                 let keep = n.saturating_sub(3);
                 let mut out: String = s.chars().take(keep).collect();

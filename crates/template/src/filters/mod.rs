@@ -7,6 +7,7 @@ pub mod klaviyo;
 use chrono::NaiveDateTime;
 
 use crate::error::RenderError;
+use crate::value::Safe;
 use crate::value::Value;
 
 /// How many arguments a filter accepts (checked at compile time, like
@@ -214,7 +215,7 @@ pub fn apply<'a>(
     let out = django::apply(f, v, arg, env)?;
     if keep_safe && !out.is_safe() {
         return Ok(match out {
-            Value::Str(s, _) => Value::Str(s, true),
+            Value::Str(s, _) => Value::Str(s, Safe::Yes),
             other => Value::safe_owned(other.to_py_str().into_owned()),
         });
     }
