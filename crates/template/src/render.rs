@@ -209,6 +209,7 @@ impl<'r> Renderer<'r> {
         }
     }
 
+    #[inline(always)]
     fn resolve_path(&self, p: &VarPath) -> Result<Option<Value<'r>>, RenderError> {
         if let Some(j) = self.resolve_json(p) {
             return Ok(Some(Value::from_json(j)));
