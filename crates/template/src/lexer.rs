@@ -27,33 +27,29 @@ pub fn tokenize(src: &str) -> Vec<Token<'_>> {
     let mut verbatim: Option<String> = None;
     let mut text_start = 0;
     let mut i = 0;
+    // Next known position of "%}", "}}", "#}" and "\n" (usize::MAX: none).
+    let mut cache: [Option<usize>; 4] = [None; 4];
     while i + 1 < bytes.len() {
         if bytes[i] != b'{' {
             i += 1;
             continue;
         }
-        let closer: &[u8] = match bytes[i + 1] {
-            b'%' => b"%}",
-            b'{' => b"}}",
-            b'#' => b"#}",
+        let k = match bytes[i + 1] {
+            b'%' => 0,
+            b'{' => 1,
+            b'#' => 2,
             _ => {
                 i += 1;
                 continue;
             }
         };
-        // Non-greedy `.*?`: first closer after the opener, no newline before it.
-        let mut j = i + 2;
-        let mut end = None;
-        while j + 1 < bytes.len() + 1 && j < bytes.len() {
-            if bytes[j] == b'\n' {
-                break;
-            }
-            if j + 1 < bytes.len() && bytes[j] == closer[0] && bytes[j + 1] == closer[1] {
-                end = Some(j + 2);
-                break;
-            }
-            j += 1;
-        }
+        // Non-greedy `.*?`: the first closer after the opener, with no
+        // newline before it. Cached "next occurrence" positions keep this
+        // linear even for lines full of unclosed openers.
+        let from = i + 2;
+        let close = next_at(&mut cache[k], from, |p| find(bytes, CLOSERS[k], p));
+        let nl = next_at(&mut cache[3], from, |p| find(bytes, b"\n", p));
+        let end = (close < nl && close != usize::MAX).then(|| close + 2);
         let Some(end) = end else {
             i += 1;
             continue;
@@ -67,7 +63,7 @@ pub fn tokenize(src: &str) -> Vec<Token<'_>> {
         }
         let whole = &src[i..end];
         let inner = src[i + 2..end - 2].trim_matches(is_py_space);
-        let kind = match closer[0] {
+        let kind = match CLOSERS[k][0] {
             b'%' => {
                 if let Some(endtag) = &verbatim {
                     if inner == endtag {
@@ -107,6 +103,26 @@ pub fn tokenize(src: &str) -> Vec<Token<'_>> {
         });
     }
     tokens
+}
+
+const CLOSERS: [&[u8]; 3] = [b"%}", b"}}", b"#}"];
+
+fn find(hay: &[u8], pat: &[u8], from: usize) -> usize {
+    hay.get(from..)
+        .and_then(|h| h.windows(pat.len()).position(|w| w == pat))
+        .map_or(usize::MAX, |p| p + from)
+}
+
+/// Reuse a cached next-occurrence position while it is still ahead of `from`.
+fn next_at(slot: &mut Option<usize>, from: usize, search: impl Fn(usize) -> usize) -> usize {
+    match *slot {
+        Some(p) if p >= from => p,
+        _ => {
+            let p = search(from);
+            *slot = Some(p);
+            p
+        }
+    }
 }
 
 /// Python's `str.strip()` whitespace.

@@ -469,3 +469,16 @@ fn compile_errors_have_positions() {
     let err = Template::compile("a\nb {% if x %}", &opts()).expect_err("unclosed");
     assert_eq!((err.line, err.column), (2, 3));
 }
+
+#[test]
+fn pathological_inputs_stay_fast() {
+    let start = std::time::Instant::now();
+    // A long line of unclosed openers: tokenizing must stay linear.
+    let src = "{{ {% {# ".repeat(200_000);
+    let t = Template::compile(&src, &opts()).expect("plain text");
+    assert_eq!(t.render(&Context::new()).expect("renders").len(), src.len());
+    // uniq over a large list.
+    let data = json!({"l": (0..200_000).map(|i| i % 1000).collect::<Vec<_>>()});
+    assert_eq!(r("{{ l|uniq|length }}", data), "1000");
+    assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
+}

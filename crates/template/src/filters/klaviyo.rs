@@ -410,9 +410,12 @@ pub fn apply<'a>(
                 .collect(),
         ),
         Filter::Uniq => {
+            // Hash a canonical key (1, 1.0 and True are equal, as in Python)
+            // so large lists stay linear.
+            let mut seen = std::collections::HashSet::new();
             let mut out: Vec<Value<'a>> = Vec::new();
             for it in list_items(&v) {
-                if !out.iter().any(|o| o.py_eq(&it)) {
+                if seen.insert(uniq_key(&it)) {
                     out.push(it);
                 }
             }
@@ -575,6 +578,26 @@ pub fn apply<'a>(
             )))
         }
     })
+}
+
+/// Equality key for `uniq`: equal keys iff Python `==` (for scalars).
+fn uniq_key(v: &Value<'_>) -> String {
+    match v.as_number() {
+        Some(Num::Int(i)) => format!("n{i}"),
+        Some(Num::Float(f)) if f.fract() == 0.0 && f.abs() < 9e15 => format!("n{}", f as i64),
+        Some(Num::Float(f)) => format!("f{}", f.to_bits()),
+        None => {
+            let mut s = String::from(match v {
+                Value::Str(..) => "s",
+                _ => "r",
+            });
+            match v {
+                Value::Str(t, _) => s.push_str(t),
+                other => other.write_repr(&mut s),
+            }
+            s
+        }
+    }
 }
 
 /// Klaviyo's `lookup`: dict key (any text, spaces and `$` included), or a
