@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod event;
+pub mod flow;
 pub mod profile;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -1,0 +1,979 @@
+//! Conditions of Klaviyo's filters and splits: `condition_groups[]` are
+//! combined with AND and the `conditions[]` inside one group with OR (the
+//! semantics Klaviyo documents for the same structure in its Segments API).
+//!
+//! Evaluation is pure: the caller gathers the profile, its list and segment
+//! memberships and the metric aggregates named by [`required_metric_queries`]
+//! into [`ProfileFacts`], and [`evaluate`] only reads them.
+
+use super::json::At;
+use super::{FlowError, FlowErrorKind};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// AND of groups, OR inside a group. No groups means "no filter": true.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConditionGroups {
+    pub groups: Vec<Vec<Condition>>,
+}
+
+/// Where a condition group sits decides which condition types it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `profile_filter` and conditional splits: conditions on the profile.
+    Profile,
+    /// `trigger_filter` and trigger splits: conditions on the trigger event.
+    Event,
+}
+
+impl Scope {
+    fn place(self) -> &'static str {
+        match self {
+            Scope::Profile => "a profile filter",
+            Scope::Event => "a trigger filter",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// `profile-property`: an attribute (`email`, `location['city']`) or a
+    /// custom property (`properties['Favorite Color']`).
+    ProfileProperty {
+        property: PropertyPath,
+        filter: Filter,
+    },
+    /// `profile-group-membership`: member of any (or none) of the lists and
+    /// segments named.
+    GroupMembership {
+        is_member: bool,
+        group_ids: Vec<String>,
+    },
+    /// `profile-metric`: how many times (or how much) the profile did
+    /// something, compared with a number.
+    ProfileMetric {
+        query: MetricQuery,
+        compare: NumericFilter,
+    },
+    /// `metric-property` / `price-drop-property`: a property of the trigger
+    /// event.
+    EventProperty { field: String, filter: Filter },
+}
+
+/// A path into the profile's attributes: `email` → `["email"]`,
+/// `properties['Favorite Color']` → `["properties", "Favorite Color"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyPath(pub Vec<String>);
+
+impl PropertyPath {
+    pub fn parse(src: &str) -> Option<PropertyPath> {
+        let head_end = src.find('[').unwrap_or(src.len());
+        let head = src[..head_end].trim();
+        if head.is_empty() {
+            return None;
+        }
+        let mut parts = vec![head.to_owned()];
+        let mut rest = &src[head_end..];
+        while !rest.is_empty() {
+            let quote = match rest.as_bytes() {
+                [b'[', q @ (b'\'' | b'"'), ..] => *q as char,
+                _ => return None,
+            };
+            let body = &rest[2..];
+            let close = body.find(&format!("{quote}]"))?;
+            parts.push(body[..close].to_owned());
+            rest = &body[close + 2..];
+        }
+        Some(PropertyPath(parts))
+    }
+
+    fn lookup<'v>(&self, root: &'v Value) -> Option<&'v Value> {
+        self.0.iter().try_fold(root, |v, k| v.get(k))
+    }
+}
+
+/// One aggregate the caller must compute: the count of the profile's events
+/// of `metric_id`, or the sum of their `$value`, inside `timeframe`, counting
+/// only events whose properties pass every filter in `filters`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricQuery {
+    pub metric_id: String,
+    pub measurement: Measurement,
+    pub timeframe: Timeframe,
+    pub filters: Vec<PropertyFilter>,
+}
+
+impl MetricQuery {
+    /// The half-open window `[start, end)` to aggregate over; `None` is
+    /// unbounded. `flow_start` is when the run entered the flow.
+    pub fn window(
+        &self,
+        now: DateTime<Utc>,
+        flow_start: Option<DateTime<Utc>>,
+    ) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        match &self.timeframe {
+            Timeframe::AllTime => (None, None),
+            Timeframe::FlowStart => (Some(flow_start.unwrap_or(now)), None),
+            Timeframe::Date(d) => match d {
+                DateFilter::Before(t) => (None, Some(*t)),
+                DateFilter::After(t) => (Some(*t), None),
+                DateFilter::Between(a, b) => (Some(*a), Some(*b)),
+                DateFilter::InTheLast(s) => (Some(now - s.duration()), None),
+                DateFilter::AtLeast(s) => (None, Some(now - s.duration())),
+                DateFilter::InTheNext(s) => (Some(now), Some(now + s.duration())),
+                DateFilter::Ago { start, end, unit } => {
+                    (Some(now - unit.times(*end)), Some(now - unit.times(*start)))
+                }
+                // Rejected as timeframes when parsing.
+                _ => (None, None),
+            },
+        }
+    }
+
+    /// Whether one event (its properties object) counts towards this query.
+    pub fn matches_event(&self, properties: &Value, now: DateTime<Utc>) -> bool {
+        self.filters.iter().all(|f| match &f.filter {
+            None => true,
+            Some(filter) => filter.matches(event_field(properties, &f.property), now),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measurement {
+    Count,
+    /// Sum of the events' `$value`.
+    Sum,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Timeframe {
+    AllTime,
+    /// Since the run entered this flow ("since starting this flow").
+    FlowStart,
+    Date(DateFilter),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PropertyFilter {
+    pub property: String,
+    pub filter: Option<Filter>,
+}
+
+/// A comparison applied to one value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    Text { op: TextOp, value: Option<String> },
+    Pattern { negate: bool, pattern: Pattern },
+    TextIn { negate: bool, values: Vec<String> },
+    Number(NumericFilter),
+    NumberBetween { start: f64, end: f64 },
+    Boolean(bool),
+    Date(DateFilter),
+    ListContains { negate: bool, value: Value },
+    ListLength { op: NumOp, value: i64 },
+    ListSubstring { negate: bool, value: String },
+    ListSet { op: ListSetOp, values: Vec<String> },
+    Exists(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextOp {
+    Equals,
+    NotEquals,
+    Contains,
+    NotContains,
+    StartsWith,
+    NotStartsWith,
+    EndsWith,
+    NotEndsWith,
+}
+
+/// A compiled `regex` / `nregex` value. The `regex` crate runs in linear
+/// time, so a hostile pattern cannot stall a worker.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NumericFilter {
+    pub op: NumOp,
+    pub value: f64,
+}
+
+impl NumericFilter {
+    pub fn holds(&self, x: f64) -> bool {
+        self.op.holds(x, self.value)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumOp {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl NumOp {
+    fn parse(s: &str) -> Option<NumOp> {
+        Some(match s {
+            "equals" | "length-equals" => NumOp::Eq,
+            "not-equals" => NumOp::Ne,
+            "greater-than" | "length-greater-than" => NumOp::Gt,
+            "greater-than-or-equal" | "length-greater-than-or-equal" => NumOp::Ge,
+            "less-than" | "length-less-than" => NumOp::Lt,
+            "less-than-or-equal" | "length-less-than-or-equal" => NumOp::Le,
+            _ => return None,
+        })
+    }
+
+    pub fn holds(self, x: f64, y: f64) -> bool {
+        match self {
+            NumOp::Eq => x == y,
+            NumOp::Ne => x != y,
+            NumOp::Gt => x > y,
+            NumOp::Ge => x >= y,
+            NumOp::Lt => x < y,
+            NumOp::Le => x <= y,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListSetOp {
+    ContainsAll,
+    ContainsAny,
+    NotContainsAll,
+    NotContainsAny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanUnit {
+    Hour,
+    Day,
+    Week,
+}
+
+impl SpanUnit {
+    fn parse(s: &str) -> Option<SpanUnit> {
+        Some(match s {
+            "hour" => SpanUnit::Hour,
+            "day" => SpanUnit::Day,
+            "week" => SpanUnit::Week,
+            _ => return None,
+        })
+    }
+
+    pub fn times(self, n: i64) -> Duration {
+        let n = n.clamp(0, 100_000);
+        match self {
+            SpanUnit::Hour => Duration::hours(n),
+            SpanUnit::Day => Duration::days(n),
+            SpanUnit::Week => Duration::weeks(n),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub quantity: i64,
+    pub unit: SpanUnit,
+}
+
+impl Span {
+    pub fn duration(&self) -> Duration {
+        self.unit.times(self.quantity)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DateFilter {
+    Before(DateTime<Utc>),
+    After(DateTime<Utc>),
+    Between(DateTime<Utc>, DateTime<Utc>),
+    /// Within the last span, up to now.
+    InTheLast(Span),
+    /// At least the span ago.
+    AtLeast(Span),
+    /// Between now and now plus the span.
+    InTheNext(Span),
+    /// Between `start` and `end` units ago ("between 10 and 20 days ago").
+    Ago {
+        start: i64,
+        end: i64,
+        unit: SpanUnit,
+    },
+    AnniversaryLast(Span),
+    AnniversaryNext(Span),
+    /// The date falls in this calendar month (1–12).
+    CalendarMonth(u32),
+    /// Today is the date's anniversary (same month and day).
+    Anniversary,
+    /// This month is the date's month.
+    AnniversaryMonth,
+}
+
+/// The answers to [`MetricQuery`]s, filled by the caller.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MetricAnswers(Vec<(MetricQuery, f64)>);
+
+impl MetricAnswers {
+    pub fn insert(&mut self, query: MetricQuery, value: f64) {
+        match self.0.iter_mut().find(|(q, _)| *q == query) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((query, value)),
+        }
+    }
+
+    pub fn get(&self, query: &MetricQuery) -> Option<f64> {
+        self.0.iter().find(|(q, _)| q == query).map(|(_, v)| *v)
+    }
+}
+
+/// What the caller knows about one profile, gathered before evaluating.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProfileFacts {
+    /// Klaviyo's profile `attributes` object: `email`, `first_name`,
+    /// `location{…}`, `properties{…}`, ….
+    pub profile: Value,
+    /// Ids of the lists and segments the profile belongs to.
+    pub memberships: BTreeSet<String>,
+    pub metrics: MetricAnswers,
+    /// The profile's time zone, for delays in the profile's time.
+    pub timezone: Option<Tz>,
+}
+
+/// Everything one evaluation reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub now: DateTime<Utc>,
+    pub profile: &'a ProfileFacts,
+    /// The trigger event's properties, when the run has one.
+    pub event: Option<&'a Value>,
+    /// When the run entered the flow (for `flow-start` timeframes).
+    pub flow_start: Option<DateTime<Utc>>,
+}
+
+impl<'a> Facts<'a> {
+    pub fn new(now: DateTime<Utc>, profile: &'a ProfileFacts) -> Self {
+        Facts {
+            now,
+            profile,
+            event: None,
+            flow_start: None,
+        }
+    }
+
+    pub fn with_event(mut self, event: Option<&'a Value>) -> Self {
+        self.event = event;
+        self
+    }
+
+    pub fn with_flow_start(mut self, flow_start: Option<DateTime<Utc>>) -> Self {
+        self.flow_start = flow_start;
+        self
+    }
+}
+
+/// AND across groups, OR inside each group.
+pub fn evaluate(groups: &ConditionGroups, facts: &Facts<'_>) -> bool {
+    groups
+        .groups
+        .iter()
+        .all(|group| group.iter().any(|c| c.holds(facts)))
+}
+
+/// The metric aggregates `evaluate` will look up, without duplicates, so the
+/// caller can fetch them in one batch.
+pub fn required_metric_queries(groups: &ConditionGroups) -> Vec<MetricQuery> {
+    let mut out = Vec::new();
+    collect_metric_queries(groups, &mut out);
+    out
+}
+
+pub(crate) fn collect_metric_queries(groups: &ConditionGroups, out: &mut Vec<MetricQuery>) {
+    for c in groups.groups.iter().flatten() {
+        if let Condition::ProfileMetric { query, .. } = c {
+            if !out.contains(query) {
+                out.push(query.clone());
+            }
+        }
+    }
+}
+
+impl Condition {
+    pub fn holds(&self, facts: &Facts<'_>) -> bool {
+        match self {
+            Condition::ProfileProperty { property, filter } => {
+                filter.matches(property.lookup(&facts.profile.profile), facts.now)
+            }
+            Condition::GroupMembership {
+                is_member,
+                group_ids,
+            } => {
+                let member = group_ids
+                    .iter()
+                    .any(|g| facts.profile.memberships.contains(g));
+                member == *is_member
+            }
+            // An aggregate the caller did not supply is unknown, so the
+            // comparison fails rather than guessing zero.
+            Condition::ProfileMetric { query, compare } => facts
+                .profile
+                .metrics
+                .get(query)
+                .is_some_and(|v| compare.holds(v)),
+            Condition::EventProperty { field, filter } => match facts.event {
+                Some(ev) => filter.matches(event_field(ev, field), facts.now),
+                None => false,
+            },
+        }
+    }
+}
+
+/// An event property by exact key first (Klaviyo keys may contain dots),
+/// then as a dotted or `a['b']` path.
+fn event_field<'v>(props: &'v Value, field: &str) -> Option<&'v Value> {
+    if let Some(v) = props.get(field) {
+        return Some(v);
+    }
+    if field.contains('[') {
+        return PropertyPath::parse(field).and_then(|p| p.lookup(props));
+    }
+    field.split('.').try_fold(props, |v, k| v.get(k))
+}
+
+fn is_set(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    }
+}
+
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn as_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        _ => None,
+    }
+}
+
+fn as_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+/// Profile and event dates arrive as ISO 8601 strings (with or without a
+/// time), `MM/DD/YYYY`, or Unix seconds. A date without a time is taken as
+/// midnight UTC.
+pub fn as_datetime(v: &Value) -> Option<DateTime<Utc>> {
+    match v {
+        Value::Number(n) => n.as_i64().and_then(|s| DateTime::from_timestamp(s, 0)),
+        Value::String(s) => parse_date_text(s.trim()),
+        _ => None,
+    }
+}
+
+fn parse_date_text(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(Utc.from_utc_datetime(&t));
+        }
+    }
+    for fmt in ["%Y-%m-%d", "%m/%d/%Y"] {
+        if let Ok(d) = NaiveDate::parse_from_str(s, fmt) {
+            return d.and_hms_opt(0, 0, 0).map(|t| Utc.from_utc_datetime(&t));
+        }
+    }
+    None
+}
+
+fn lower(s: &str) -> String {
+    s.to_lowercase()
+}
+
+impl Filter {
+    /// Whether `value` (absent when the property is not set) passes. String
+    /// comparisons ignore case. A negated operator (`not-equals`,
+    /// `not-contains`, …) holds for an unset value, since the profile does
+    /// not have the value it excludes.
+    pub fn matches(&self, value: Option<&Value>, now: DateTime<Utc>) -> bool {
+        let value = value.filter(|v| !v.is_null());
+        match self {
+            Filter::Exists(want) => is_set(value) == *want,
+            Filter::Text { op, value: want } => {
+                let negated = matches!(
+                    op,
+                    TextOp::NotEquals
+                        | TextOp::NotContains
+                        | TextOp::NotStartsWith
+                        | TextOp::NotEndsWith
+                );
+                let Some(have) = value.and_then(as_text) else {
+                    return negated;
+                };
+                let have = lower(&have);
+                let want = lower(want.as_deref().unwrap_or(""));
+                let positive = match op {
+                    TextOp::Equals | TextOp::NotEquals => have == want,
+                    TextOp::Contains | TextOp::NotContains => have.contains(&want),
+                    TextOp::StartsWith | TextOp::NotStartsWith => have.starts_with(&want),
+                    TextOp::EndsWith | TextOp::NotEndsWith => have.ends_with(&want),
+                };
+                positive != negated
+            }
+            Filter::Pattern { negate, pattern } => match value.and_then(as_text) {
+                Some(have) => pattern.0.is_match(&have) != *negate,
+                None => *negate,
+            },
+            Filter::TextIn { negate, values } => match value.and_then(as_text) {
+                Some(have) => {
+                    let have = lower(&have);
+                    values.iter().any(|v| lower(v) == have) != *negate
+                }
+                None => *negate,
+            },
+            Filter::Number(f) => match value.and_then(as_number) {
+                Some(x) => f.holds(x),
+                None => f.op == NumOp::Ne,
+            },
+            Filter::NumberBetween { start, end } => value
+                .and_then(as_number)
+                .is_some_and(|x| *start <= x && x <= *end),
+            Filter::Boolean(want) => value.and_then(as_bool) == Some(*want),
+            Filter::Date(d) => value
+                .and_then(as_datetime)
+                .is_some_and(|t| date_matches(d, t, now)),
+            Filter::ListContains {
+                negate,
+                value: want,
+            } => {
+                let found = value
+                    .and_then(Value::as_array)
+                    .is_some_and(|items| items.iter().any(|i| same_item(i, want)));
+                found != *negate
+            }
+            Filter::ListLength { op, value: want } => {
+                let len = value.and_then(Value::as_array).map_or(0, Vec::len);
+                op.holds(len as f64, *want as f64)
+            }
+            Filter::ListSubstring {
+                negate,
+                value: want,
+            } => {
+                let want = lower(want);
+                let found = value.and_then(Value::as_array).is_some_and(|items| {
+                    items
+                        .iter()
+                        .filter_map(as_text)
+                        .any(|s| lower(&s).contains(&want))
+                });
+                found != *negate
+            }
+            Filter::ListSet { op, values } => {
+                let have: BTreeSet<String> = value
+                    .and_then(Value::as_array)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(as_text)
+                            .map(|s| lower(&s))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut wanted = values.iter().map(|v| lower(v));
+                match op {
+                    ListSetOp::ContainsAll => wanted.all(|v| have.contains(&v)),
+                    ListSetOp::ContainsAny => wanted.any(|v| have.contains(&v)),
+                    ListSetOp::NotContainsAll => !wanted.all(|v| have.contains(&v)),
+                    ListSetOp::NotContainsAny => !wanted.any(|v| have.contains(&v)),
+                }
+            }
+        }
+    }
+}
+
+fn same_item(item: &Value, want: &Value) -> bool {
+    match (as_text(item), as_text(want)) {
+        (Some(a), Some(b)) => lower(&a) == lower(&b),
+        _ => item == want,
+    }
+}
+
+fn date_matches(f: &DateFilter, t: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    match f {
+        DateFilter::Before(d) => t < *d,
+        DateFilter::After(d) => t > *d,
+        DateFilter::Between(a, b) => *a <= t && t <= *b,
+        DateFilter::InTheLast(s) => now - s.duration() <= t && t <= now,
+        DateFilter::AtLeast(s) => t <= now - s.duration(),
+        DateFilter::InTheNext(s) => now <= t && t <= now + s.duration(),
+        DateFilter::Ago { start, end, unit } => {
+            now - unit.times(*end) <= t && t <= now - unit.times(*start)
+        }
+        DateFilter::CalendarMonth(m) => t.month() == *m,
+        DateFilter::Anniversary => t.month() == now.month() && t.day() == now.day(),
+        DateFilter::AnniversaryMonth => t.month() == now.month(),
+        DateFilter::AnniversaryNext(s) => {
+            let today = now.date_naive();
+            let next = anniversary_in(t, today.year())
+                .filter(|d| *d >= today)
+                .or_else(|| anniversary_in(t, today.year() + 1));
+            next.is_some_and(|d| d - today <= s.duration())
+        }
+        DateFilter::AnniversaryLast(s) => {
+            let today = now.date_naive();
+            let last = anniversary_in(t, today.year())
+                .filter(|d| *d <= today)
+                .or_else(|| anniversary_in(t, today.year() - 1));
+            last.is_some_and(|d| today - d <= s.duration())
+        }
+    }
+}
+
+/// The date's anniversary in `year`; 29 February falls on 28 February in
+/// common years.
+fn anniversary_in(t: DateTime<Utc>, year: i32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(year, t.month(), t.day())
+        .or_else(|| NaiveDate::from_ymd_opt(year, t.month(), 28))
+}
+
+// ---------------------------------------------------------------- parsing
+
+const PROFILE_UNSUPPORTED: &[&str] = &[
+    "profile-region",
+    "profile-postal-code-distance",
+    "profile-predictive-analytics",
+    "profile-predictive-analytics-date",
+    "profile-predictive-analytics-string",
+    "profile-predictive-analytics-numeric",
+    "profile-predictive-analytics-channel-affinity-priority",
+    "profile-predictive-analytics-channel-affinity-rank",
+    "profile-marketing-consent",
+    "profile-sample",
+    "profile-has-custom-object",
+    "profile-permissions",
+    "profile-has-not-received-email-message",
+    "profile-has-not-received-sms-message",
+    "profile-has-not-received-push-message",
+    "profile-not-in-flow",
+];
+
+const EVENT_UNSUPPORTED: &[&str] = &[
+    "custom-object-trigger",
+    "custom-object-property",
+    "low-inventory-property",
+    "low-inventory",
+];
+
+/// Parse `{condition_groups: [{conditions: […]}, …]}`.
+pub(crate) fn parse_groups(at: &At<'_>, scope: Scope) -> Result<ConditionGroups, FlowError> {
+    let groups = at.req("condition_groups")?.items()?;
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        let conditions = g.req("conditions")?;
+        let items = conditions.items()?;
+        if items.is_empty() {
+            return Err(conditions.malformed("a condition group needs at least one condition"));
+        }
+        let mut group = Vec::with_capacity(items.len());
+        for c in &items {
+            group.push(parse_condition(c, scope)?);
+        }
+        out.push(group);
+    }
+    Ok(ConditionGroups { groups: out })
+}
+
+fn parse_condition(at: &At<'_>, scope: Scope) -> Result<Condition, FlowError> {
+    let ty_at = at.req("type")?;
+    let ty = ty_at.str()?;
+    let profile_kind = matches!(
+        ty,
+        "profile-property" | "profile-group-membership" | "profile-metric"
+    ) || PROFILE_UNSUPPORTED.contains(&ty);
+    let event_kind =
+        matches!(ty, "metric-property" | "price-drop-property") || EVENT_UNSUPPORTED.contains(&ty);
+    if !profile_kind && !event_kind {
+        return Err(ty_at.err(FlowErrorKind::UnknownConditionType(ty.into())));
+    }
+    if (scope == Scope::Profile && event_kind) || (scope == Scope::Event && profile_kind) {
+        return Err(ty_at.err(FlowErrorKind::ConditionNotAllowed {
+            kind: ty.into(),
+            place: scope.place(),
+        }));
+    }
+    match ty {
+        "profile-property" => {
+            let p = at.req("property")?;
+            let property = PropertyPath::parse(p.str()?).ok_or_else(|| {
+                p.malformed("use a profile attribute such as 'email' or properties['name']")
+            })?;
+            let filter = parse_filter(&at.req("filter")?)?;
+            Ok(Condition::ProfileProperty { property, filter })
+        }
+        "profile-group-membership" => {
+            let is_member = at.req("is_member")?.bool()?;
+            let ids = at.req("group_ids")?;
+            let group_ids = ids.strings()?;
+            if group_ids.is_empty() {
+                return Err(ids.malformed("name at least one list or segment"));
+            }
+            Ok(Condition::GroupMembership {
+                is_member,
+                group_ids,
+            })
+        }
+        "profile-metric" => {
+            let metric_id = at.req_str("metric_id")?.to_owned();
+            let measurement = match at.choice("measurement", &["count", "sum"])? {
+                "count" => Measurement::Count,
+                _ => Measurement::Sum,
+            };
+            let compare = match parse_filter(&at.req("measurement_filter")?)? {
+                Filter::Number(n) => n,
+                _ => {
+                    return Err(FlowError::new(
+                        at.ptr_of("measurement_filter"),
+                        FlowErrorKind::Malformed("must be a numeric filter".into()),
+                    ))
+                }
+            };
+            let timeframe = parse_timeframe(&at.req("timeframe_filter")?)?;
+            let mut filters = Vec::new();
+            if let Some(list) = at.get("metric_filters") {
+                for f in list.items()? {
+                    let property = f.req_str("property")?.to_owned();
+                    let filter = f.get("filter").map(|x| parse_filter(&x)).transpose()?;
+                    filters.push(PropertyFilter { property, filter });
+                }
+            }
+            Ok(Condition::ProfileMetric {
+                query: MetricQuery {
+                    metric_id,
+                    measurement,
+                    timeframe,
+                    filters,
+                },
+                compare,
+            })
+        }
+        "metric-property" | "price-drop-property" => {
+            let field = at.req_str("field")?.to_owned();
+            let filter = parse_filter(&at.req("filter")?)?;
+            Ok(Condition::EventProperty { field, filter })
+        }
+        other => Err(ty_at.err(FlowErrorKind::UnsupportedConditionType(other.into()))),
+    }
+}
+
+fn parse_timeframe(at: &At<'_>) -> Result<Timeframe, FlowError> {
+    let op = at.req_str("operator")?;
+    match op {
+        "alltime" => Ok(Timeframe::AllTime),
+        "flow-start" => Ok(Timeframe::FlowStart),
+        _ => match parse_filter(at)? {
+            Filter::Date(
+                d @ (DateFilter::Before(_)
+                | DateFilter::After(_)
+                | DateFilter::Between(..)
+                | DateFilter::InTheLast(_)
+                | DateFilter::AtLeast(_)
+                | DateFilter::InTheNext(_)
+                | DateFilter::Ago { .. }),
+            ) => Ok(Timeframe::Date(d)),
+            _ => Err(at.malformed(format!("'{op}' cannot be used as a timeframe"))),
+        },
+    }
+}
+
+fn parse_filter(at: &At<'_>) -> Result<Filter, FlowError> {
+    let ty = at.req_str("type")?;
+    let op_at = at.req("operator")?;
+    let op = op_at.str()?;
+    let bad_op = || op_at.malformed(format!("unknown operator '{op}' for a {ty} filter"));
+    match ty {
+        "string" => parse_string_filter(at, op).and_then(|f| f.ok_or_else(bad_op)),
+        "numeric" => match op {
+            "between" => {
+                let start = at.req("start")?.f64()?;
+                let end = at.req("end")?.f64()?;
+                Ok(Filter::NumberBetween { start, end })
+            }
+            _ => {
+                let op = NumOp::parse(op)
+                    .filter(|_| !op.starts_with("length"))
+                    .ok_or_else(bad_op)?;
+                let value = at.req("value")?.f64()?;
+                Ok(Filter::Number(NumericFilter { op, value }))
+            }
+        },
+        "boolean" => match op {
+            "equals" => Ok(Filter::Boolean(at.req("value")?.bool()?)),
+            _ => Err(bad_op()),
+        },
+        "date" => parse_date_filter(at, op).and_then(|f| f.ok_or_else(bad_op)),
+        "list" => parse_list_filter(at, op).and_then(|f| f.ok_or_else(bad_op)),
+        "existence" => match op {
+            "is-set" => Ok(Filter::Exists(true)),
+            "not-set" => Ok(Filter::Exists(false)),
+            _ => Err(bad_op()),
+        },
+        other => Err(FlowError::new(
+            at.ptr_of("type"),
+            FlowErrorKind::Malformed(format!("unknown filter type '{other}'")),
+        )),
+    }
+}
+
+fn parse_string_filter(at: &At<'_>, op: &str) -> Result<Option<Filter>, FlowError> {
+    let text = |op| -> Result<Option<Filter>, FlowError> {
+        let value = at
+            .get("value")
+            .map(|v| v.str().map(str::to_owned))
+            .transpose()?;
+        Ok(Some(Filter::Text { op, value }))
+    };
+    match op {
+        "equals" => text(TextOp::Equals),
+        "not-equals" => text(TextOp::NotEquals),
+        "contains" => text(TextOp::Contains),
+        "not-contains" => text(TextOp::NotContains),
+        "starts-with" => text(TextOp::StartsWith),
+        "not-starts-with" => text(TextOp::NotStartsWith),
+        "ends-with" => text(TextOp::EndsWith),
+        "not-ends-with" => text(TextOp::NotEndsWith),
+        "regex" | "nregex" => {
+            let v = at.req("value")?;
+            let src = v.str()?;
+            let re = regex::RegexBuilder::new(src)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| v.malformed(format!("invalid regular expression: {e}")))?;
+            Ok(Some(Filter::Pattern {
+                negate: op == "nregex",
+                pattern: Pattern(re),
+            }))
+        }
+        "in" | "not-in" => Ok(Some(Filter::TextIn {
+            negate: op == "not-in",
+            values: at.req("value")?.strings()?,
+        })),
+        _ => Ok(None),
+    }
+}
+
+fn parse_instant(at: &At<'_>, key: &str) -> Result<DateTime<Utc>, FlowError> {
+    let v = at.req(key)?;
+    let s = v.str()?;
+    parse_date_text(s).ok_or_else(|| v.malformed(format!("'{s}' is not an ISO 8601 date-time")))
+}
+
+fn parse_span(at: &At<'_>) -> Result<Span, FlowError> {
+    let unit_at = at.req("unit")?;
+    let unit = SpanUnit::parse(unit_at.str()?)
+        .ok_or_else(|| unit_at.malformed("unit must be one of: day, hour, week"))?;
+    let q = at.req("quantity")?;
+    let quantity = q.i64()?;
+    if quantity < 0 {
+        return Err(q.malformed("quantity must not be negative"));
+    }
+    Ok(Span { quantity, unit })
+}
+
+fn parse_date_filter(at: &At<'_>, op: &str) -> Result<Option<Filter>, FlowError> {
+    let d = match op {
+        "before" => DateFilter::Before(parse_instant(at, "date")?),
+        "after" => DateFilter::After(parse_instant(at, "date")?),
+        "between-static" => {
+            DateFilter::Between(parse_instant(at, "start")?, parse_instant(at, "end")?)
+        }
+        "in-the-last" => DateFilter::InTheLast(parse_span(at)?),
+        "at-least" => DateFilter::AtLeast(parse_span(at)?),
+        "in-the-next" => DateFilter::InTheNext(parse_span(at)?),
+        "anniversary-last" => DateFilter::AnniversaryLast(parse_span(at)?),
+        "anniversary-next" => DateFilter::AnniversaryNext(parse_span(at)?),
+        "between" => {
+            let unit_at = at.req("unit")?;
+            let unit = SpanUnit::parse(unit_at.str()?)
+                .ok_or_else(|| unit_at.malformed("unit must be one of: day, hour, week"))?;
+            let start = at.req("start")?.i64()?;
+            let end_at = at.req("end")?;
+            let end = end_at.i64()?;
+            if start < 0 || end < start {
+                return Err(end_at.malformed("need 0 <= start <= end"));
+            }
+            DateFilter::Ago { start, end, unit }
+        }
+        "calendar-month" => {
+            let v = at.req("value")?;
+            let m = v.i64()?;
+            if !(1..=12).contains(&m) {
+                return Err(v.malformed("month must be between 1 and 12"));
+            }
+            DateFilter::CalendarMonth(m as u32)
+        }
+        "anniversary" => DateFilter::Anniversary,
+        "anniversary-month" => DateFilter::AnniversaryMonth,
+        _ => return Ok(None),
+    };
+    Ok(Some(Filter::Date(d)))
+}
+
+fn parse_list_filter(at: &At<'_>, op: &str) -> Result<Option<Filter>, FlowError> {
+    Ok(Some(match op {
+        "contains" | "not-contains" => Filter::ListContains {
+            negate: op == "not-contains",
+            value: at.value.get("value").cloned().unwrap_or(Value::Null),
+        },
+        "contains-substring" | "not-contains-substring" => Filter::ListSubstring {
+            negate: op.starts_with("not"),
+            value: at.opt_str("value")?.unwrap_or("").to_owned(),
+        },
+        "contains-all" | "contains-any" | "not-contains-all" | "not-contains-any" => {
+            let values = at.req("value")?.strings()?;
+            let op = match op {
+                "contains-all" => ListSetOp::ContainsAll,
+                "contains-any" => ListSetOp::ContainsAny,
+                "not-contains-all" => ListSetOp::NotContainsAll,
+                _ => ListSetOp::NotContainsAny,
+            };
+            Filter::ListSet { op, values }
+        }
+        _ if op.starts_with("length-") => match NumOp::parse(op) {
+            Some(nop) => Filter::ListLength {
+                op: nop,
+                value: at.req("value")?.i64()?,
+            },
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    }))
+}
