@@ -1,6 +1,13 @@
 //! Outflow's template engine: Django 5.2's template language in Klaviyo's
 //! dialect, for webhook URLs, headers and bodies. Pure: no I/O, no clock.
 //!
+//! Compile once with [`Template::compile`] (errors carry line and column),
+//! then render many times, from any thread, with [`Template::render`]
+//! against a [`Context`] that borrows `serde_json` data. "Now" (for
+//! `{% now %}`, `{% today %}`, `weeks_since`, `timesince`) comes only from
+//! [`Context::with_now`]. [`Options`] sets autoescaping, `string_if_invalid`
+//! and the [`Limits`] that bound output size, work and nesting.
+//!
 //! ```
 //! use outflow_template::{Context, Options, Template};
 //! let data = serde_json::json!({"person": {"first_name": "ada"}});
