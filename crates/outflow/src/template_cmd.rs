@@ -9,14 +9,14 @@ use anyhow::Context as _;
 use outflow_template::cases::{context_from_json, run_jsonl};
 use outflow_template::{Options, Template};
 
-/// Arguments of `outflow template render`.
+/// Arguments of `outflow template render FILE --context CONTEXT.json`.
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {
     /// Template file to render.
     pub file: PathBuf,
     /// JSON object used as the render context (`{"$datetime": …}` / `{"$date": …}` become dates).
-    #[arg(long)]
-    pub context: Option<PathBuf>,
+    #[arg(long, value_name = "CONTEXT.json")]
+    pub context: PathBuf,
     /// HTML-escape variable output (Django's default; off suits JSON bodies).
     #[arg(long)]
     pub autoescape: bool,
@@ -36,13 +36,11 @@ fn system_now() -> chrono::NaiveDateTime {
 pub fn render(args: RenderArgs) -> anyhow::Result<()> {
     let src = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading template {}", args.file.display()))?;
-    let data: serde_json::Value = match &args.context {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading context {}", p.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("parsing context {}", p.display()))?
-        }
-        None => serde_json::Value::Object(serde_json::Map::new()),
-    };
+    let p = &args.context;
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("reading context {}", p.display()))?;
+    let data: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing context {}", p.display()))?;
     let empty = serde_json::Map::new();
     let map = data.as_object().unwrap_or(&empty);
     let options = Options {
@@ -77,7 +75,8 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
 
 /// Run a JSONL file of conformance cases, one JSON result line per case.
 pub fn cases(path: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut stdout = std::io::stdout().lock();
     for result in run_jsonl(&text, Some(system_now())) {
         writeln!(stdout, "{}", result.to_json())?;
