@@ -10,6 +10,7 @@ pub mod delay;
 #[cfg(test)]
 mod fixtures;
 mod json;
+pub mod machine;
 pub mod validate;
 
 use thiserror::Error;
@@ -20,6 +21,10 @@ pub use condition::{
 };
 pub use definition::{assign_ids, Action, ActionKind, ActionStatus, FlowDefinition, Trigger};
 pub use delay::{wake_at, TimeDelay};
+pub use machine::{
+    advance, entry, may_enter, render_webhook, DeliveryOutcome, Effect, EntryDecision, FlowStatus,
+    Input, Run, RunState, Transition, TriggerContext,
+};
 pub use validate::{validate, Checks};
 
 /// One problem in a posted definition, located by a JSON pointer so the API
