@@ -977,3 +977,457 @@ fn parse_list_filter(at: &At<'_>, op: &str) -> Result<Option<Filter>, FlowError>
         _ => return Ok(None),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .expect("test timestamp")
+    }
+
+    const NOW: &str = "2026-06-10T12:00:00Z";
+
+    fn groups(v: Value, scope: Scope) -> ConditionGroups {
+        parse_groups(&At::new(&v, ""), scope).expect("valid conditions")
+    }
+
+    fn profile() -> ProfileFacts {
+        ProfileFacts {
+            profile: json!({
+                "email": "Ada@Example.com",
+                "first_name": "Ada",
+                "location": {"city": "Boston"},
+                "properties": {
+                    "Favorite Color": "Blue",
+                    "Age": 36,
+                    "Score": "12.5",
+                    "VIP": true,
+                    "Birthday": "1990-06-15",
+                    "Signed Up": "2026-06-01T09:00:00Z",
+                    "Tags": ["alpha", "Beta"],
+                    "Empty": ""
+                }
+            }),
+            memberships: ["L1".to_owned(), "S9".to_owned()].into_iter().collect(),
+            ..ProfileFacts::default()
+        }
+    }
+
+    fn check(property: &str, filter: Value) -> bool {
+        let g = groups(
+            json!({"condition_groups": [{"conditions": [{"type": "profile-property", "property": property, "filter": filter}]}]}),
+            Scope::Profile,
+        );
+        let p = profile();
+        evaluate(&g, &Facts::new(utc(NOW), &p))
+    }
+
+    #[test]
+    fn property_paths() {
+        assert_eq!(
+            PropertyPath::parse("email"),
+            Some(PropertyPath(vec!["email".into()]))
+        );
+        assert_eq!(
+            PropertyPath::parse("properties['Favorite Color']"),
+            Some(PropertyPath(vec![
+                "properties".into(),
+                "Favorite Color".into()
+            ]))
+        );
+        assert_eq!(
+            PropertyPath::parse("location[\"city\"]"),
+            Some(PropertyPath(vec!["location".into(), "city".into()]))
+        );
+        assert_eq!(PropertyPath::parse("properties['open"), None);
+        assert_eq!(PropertyPath::parse("['x']"), None);
+    }
+
+    #[test]
+    fn profile_property_filters() {
+        let s = |op: &str, v: Value| json!({"type": "string", "operator": op, "value": v});
+        let n = |op: &str, v: f64| json!({"type": "numeric", "operator": op, "value": v});
+        let d = |op: &str, unit: &str, q: i64| json!({"type": "date", "operator": op, "unit": unit, "quantity": q});
+        let fav = "properties['Favorite Color']";
+        let cases: Vec<(&str, Value, bool)> = vec![
+            (fav, s("equals", json!("blue")), true),
+            (fav, s("equals", json!("red")), false),
+            (fav, s("not-equals", json!("red")), true),
+            (fav, s("contains", json!("LU")), true),
+            (fav, s("not-contains", json!("lu")), false),
+            (fav, s("starts-with", json!("bl")), true),
+            (fav, s("not-starts-with", json!("bl")), false),
+            (fav, s("ends-with", json!("ue")), true),
+            (fav, s("not-ends-with", json!("x")), true),
+            (fav, s("regex", json!("^B.u")), true),
+            (fav, s("nregex", json!("^B.u")), false),
+            (fav, s("in", json!(["red", "BLUE"])), true),
+            (fav, s("not-in", json!(["red"])), true),
+            ("email", s("ends-with", json!("@example.com")), true),
+            ("location['city']", s("equals", json!("boston")), true),
+            // Unset: positive operators fail, negated ones hold.
+            ("properties['Nope']", s("equals", json!("x")), false),
+            ("properties['Nope']", s("not-equals", json!("x")), true),
+            ("properties['Nope']", s("not-in", json!(["x"])), true),
+            ("properties['Age']", n("greater-than", 30.0), true),
+            ("properties['Age']", n("less-than-or-equal", 35.0), false),
+            ("properties['Age']", n("equals", 36.0), true),
+            ("properties['Age']", n("not-equals", 36.0), false),
+            (
+                "properties['Score']",
+                n("greater-than-or-equal", 12.5),
+                true,
+            ),
+            (
+                "properties['Age']",
+                json!({"type": "numeric", "operator": "between", "start": 30, "end": 40}),
+                true,
+            ),
+            (
+                "properties['VIP']",
+                json!({"type": "boolean", "operator": "equals", "value": true}),
+                true,
+            ),
+            (
+                "properties['VIP']",
+                json!({"type": "boolean", "operator": "equals", "value": false}),
+                false,
+            ),
+            ("properties['Signed Up']", d("in-the-last", "day", 10), true),
+            ("properties['Signed Up']", d("in-the-last", "day", 5), false),
+            ("properties['Signed Up']", d("at-least", "week", 1), true),
+            ("properties['Signed Up']", d("in-the-next", "day", 3), false),
+            (
+                "properties['Signed Up']",
+                json!({"type": "date", "operator": "between", "start": 5, "end": 10, "unit": "day"}),
+                true,
+            ),
+            (
+                "properties['Signed Up']",
+                json!({"type": "date", "operator": "before", "date": "2026-06-02T00:00:00+00:00"}),
+                true,
+            ),
+            (
+                "properties['Signed Up']",
+                json!({"type": "date", "operator": "after", "date": "2026-06-02T00:00:00+00:00"}),
+                false,
+            ),
+            (
+                "properties['Signed Up']",
+                json!({"type": "date", "operator": "between-static",
+                "start": "2026-05-01T00:00:00+00:00", "end": "2026-06-05T00:00:00+00:00"}),
+                true,
+            ),
+            (
+                "properties['Birthday']",
+                d("anniversary-next", "day", 7),
+                true,
+            ),
+            (
+                "properties['Birthday']",
+                d("anniversary-next", "day", 3),
+                false,
+            ),
+            (
+                "properties['Birthday']",
+                d("anniversary-last", "day", 30),
+                false,
+            ),
+            (
+                "properties['Birthday']",
+                json!({"type": "date", "operator": "calendar-month", "value": 6}),
+                true,
+            ),
+            (
+                "properties['Birthday']",
+                json!({"type": "date", "operator": "anniversary-month"}),
+                true,
+            ),
+            (
+                "properties['Birthday']",
+                json!({"type": "date", "operator": "anniversary"}),
+                false,
+            ),
+            (
+                "properties['Tags']",
+                json!({"type": "list", "operator": "contains", "value": "beta"}),
+                true,
+            ),
+            (
+                "properties['Tags']",
+                json!({"type": "list", "operator": "not-contains", "value": "gamma"}),
+                true,
+            ),
+            (
+                "properties['Tags']",
+                json!({"type": "list", "operator": "length-equals", "value": 2}),
+                true,
+            ),
+            (
+                "properties['Tags']",
+                json!({"type": "list", "operator": "length-greater-than", "value": 2}),
+                false,
+            ),
+            (
+                "properties['Nope']",
+                json!({"type": "list", "operator": "length-less-than", "value": 1}),
+                true,
+            ),
+            (
+                "properties['Tags']",
+                json!({"type": "existence", "operator": "is-set"}),
+                true,
+            ),
+            (
+                "properties['Empty']",
+                json!({"type": "existence", "operator": "is-set"}),
+                false,
+            ),
+            (
+                "properties['Nope']",
+                json!({"type": "existence", "operator": "not-set"}),
+                true,
+            ),
+            (
+                "first_name",
+                json!({"type": "existence", "operator": "not-set"}),
+                false,
+            ),
+        ];
+        for (property, filter, want) in cases {
+            assert_eq!(check(property, filter.clone()), want, "{property} {filter}");
+        }
+    }
+
+    #[test]
+    fn groups_are_and_of_ors() {
+        let p = profile();
+        let yes =
+            json!({"type": "profile-group-membership", "is_member": true, "group_ids": ["L1"]});
+        let no =
+            json!({"type": "profile-group-membership", "is_member": true, "group_ids": ["L2"]});
+        let cases = [
+            (json!([]), true),
+            (json!([{"conditions": [yes]}]), true),
+            (json!([{"conditions": [no, yes]}]), true),
+            (json!([{"conditions": [no]}]), false),
+            (json!([{"conditions": [yes]}, {"conditions": [no]}]), false),
+            (
+                json!([{"conditions": [yes]}, {"conditions": [no, yes]}]),
+                true,
+            ),
+        ];
+        for (gs, want) in cases {
+            let g = groups(json!({"condition_groups": gs}), Scope::Profile);
+            assert_eq!(evaluate(&g, &Facts::new(utc(NOW), &p)), want, "{gs}");
+        }
+    }
+
+    #[test]
+    fn group_membership() {
+        let p = profile();
+        let cases = [
+            (true, json!(["L1"]), true),
+            (true, json!(["L2", "S9"]), true),
+            (true, json!(["L2"]), false),
+            (false, json!(["L2"]), true),
+            (false, json!(["L2", "L1"]), false),
+        ];
+        for (is_member, ids, want) in cases {
+            let g = groups(
+                json!({"condition_groups": [{"conditions": [
+                {"type": "profile-group-membership", "is_member": is_member, "group_ids": ids}]}]}),
+                Scope::Profile,
+            );
+            assert_eq!(
+                evaluate(&g, &Facts::new(utc(NOW), &p)),
+                want,
+                "{is_member} {ids}"
+            );
+        }
+    }
+
+    fn metric_condition(op: &str, value: f64, timeframe: Value) -> Value {
+        json!({"condition_groups": [{"conditions": [{
+            "type": "profile-metric", "metric_id": "M1", "measurement": "count",
+            "measurement_filter": {"type": "numeric", "operator": op, "value": value},
+            "timeframe_filter": timeframe,
+            "metric_filters": [{"property": "Brand", "filter": {"type": "string", "operator": "equals", "value": "Acme"}}]
+        }]}]})
+    }
+
+    #[test]
+    fn profile_metric_uses_caller_answers() {
+        let g = groups(
+            metric_condition(
+                "greater-than",
+                1.0,
+                json!({"type": "date", "operator": "in-the-last", "unit": "day", "quantity": 30}),
+            ),
+            Scope::Profile,
+        );
+        let queries = required_metric_queries(&g);
+        assert_eq!(queries.len(), 1);
+        let now = utc(NOW);
+        assert_eq!(
+            queries[0].window(now, None),
+            (Some(now - Duration::days(30)), None)
+        );
+        assert!(queries[0].matches_event(&json!({"Brand": "acme"}), now));
+        assert!(!queries[0].matches_event(&json!({"Brand": "Other"}), now));
+
+        let mut p = profile();
+        // No answer supplied: unknown, so the condition fails.
+        assert!(!evaluate(&g, &Facts::new(now, &p)));
+        p.metrics.insert(queries[0].clone(), 2.0);
+        assert!(evaluate(&g, &Facts::new(now, &p)));
+        p.metrics.insert(queries[0].clone(), 1.0);
+        assert!(!evaluate(&g, &Facts::new(now, &p)));
+    }
+
+    #[test]
+    fn metric_timeframes() {
+        let now = utc(NOW);
+        let start = utc("2026-06-01T00:00:00Z");
+        let cases = [
+            (json!({"type": "date", "operator": "alltime"}), (None, None)),
+            (
+                json!({"type": "date", "operator": "flow-start"}),
+                (Some(start), None),
+            ),
+            (
+                json!({"type": "date", "operator": "at-least", "unit": "week", "quantity": 1}),
+                (None, Some(now - Duration::weeks(1))),
+            ),
+            (
+                json!({"type": "date", "operator": "between", "start": 1, "end": 3, "unit": "hour"}),
+                (
+                    Some(now - Duration::hours(3)),
+                    Some(now - Duration::hours(1)),
+                ),
+            ),
+            (
+                json!({"type": "date", "operator": "between-static", "start": "2026-01-01T00:00:00+00:00", "end": "2026-02-01T00:00:00+00:00"}),
+                (
+                    Some(utc("2026-01-01T00:00:00Z")),
+                    Some(utc("2026-02-01T00:00:00Z")),
+                ),
+            ),
+        ];
+        for (tf, want) in cases {
+            let g = groups(metric_condition("equals", 0.0, tf.clone()), Scope::Profile);
+            assert_eq!(
+                required_metric_queries(&g)[0].window(now, Some(start)),
+                want,
+                "{tf}"
+            );
+        }
+        let bad = metric_condition(
+            "equals",
+            0.0,
+            json!({"type": "date", "operator": "anniversary"}),
+        );
+        assert!(parse_groups(&At::new(&bad, ""), Scope::Profile).is_err());
+    }
+
+    #[test]
+    fn duplicate_metric_queries_are_fetched_once() {
+        let c = metric_condition(
+            "equals",
+            0.0,
+            json!({"type": "date", "operator": "alltime"}),
+        );
+        let cond = c["condition_groups"][0]["conditions"][0].clone();
+        let g = groups(
+            json!({"condition_groups": [{"conditions": [cond.clone()]}, {"conditions": [cond]}]}),
+            Scope::Profile,
+        );
+        assert_eq!(required_metric_queries(&g).len(), 1);
+    }
+
+    #[test]
+    fn event_property_conditions() {
+        let g = groups(
+            json!({"condition_groups": [{"conditions": [
+                {"type": "metric-property", "metric_id": "M", "field": "$value",
+                 "filter": {"type": "numeric", "operator": "greater-than", "value": 50}},
+                {"type": "metric-property", "metric_id": "M", "field": "Item.Brand",
+                 "filter": {"type": "string", "operator": "equals", "value": "acme"}}
+            ]}]}),
+            Scope::Event,
+        );
+        let p = ProfileFacts::default();
+        let now = utc(NOW);
+        let cases = [
+            (Some(json!({"$value": 80})), true),
+            (Some(json!({"$value": 20})), false),
+            (Some(json!({"$value": 20, "Item": {"Brand": "Acme"}})), true),
+            (Some(json!({"Item.Brand": "ACME"})), true),
+            (None, false),
+        ];
+        for (event, want) in cases {
+            assert_eq!(
+                evaluate(&g, &Facts::new(now, &p).with_event(event.as_ref())),
+                want,
+                "{event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_conditions() {
+        let cases = [
+            (
+                json!({"condition_groups": [{"conditions": []}]}),
+                "/condition_groups/0/conditions",
+            ),
+            (
+                json!({"condition_groups": [{"conditions": [{"type": "profile-property", "property": "email",
+                "filter": {"type": "string", "operator": "sounds-like", "value": "x"}}]}]}),
+                "/condition_groups/0/conditions/0/filter/operator",
+            ),
+            (
+                json!({"condition_groups": [{"conditions": [{"type": "profile-property", "property": "email",
+                "filter": {"type": "colour", "operator": "equals"}}]}]}),
+                "/condition_groups/0/conditions/0/filter/type",
+            ),
+            (
+                json!({"condition_groups": [{"conditions": [{"type": "profile-group-membership", "is_member": true, "group_ids": []}]}]}),
+                "/condition_groups/0/conditions/0/group_ids",
+            ),
+            (
+                json!({"condition_groups": [{"conditions": [{"type": "profile-property", "property": "properties['x']",
+                "filter": {"type": "date", "operator": "calendar-month", "value": 13}}]}]}),
+                "/condition_groups/0/conditions/0/filter/value",
+            ),
+        ];
+        for (v, ptr) in cases {
+            let err = parse_groups(&At::new(&v, ""), Scope::Profile).expect_err("invalid");
+            assert_eq!(err.pointer, ptr, "{v}: {err}");
+        }
+    }
+
+    #[test]
+    fn dates_in_profile_formats() {
+        let cases = [
+            (json!("2026-06-01T09:00:00Z"), Some("2026-06-01T09:00:00Z")),
+            (
+                json!("2026-06-01T09:00:00+02:00"),
+                Some("2026-06-01T07:00:00Z"),
+            ),
+            (json!("2026-06-01 09:00:00"), Some("2026-06-01T09:00:00Z")),
+            (json!("2026-06-01"), Some("2026-06-01T00:00:00Z")),
+            (json!("06/01/2026"), Some("2026-06-01T00:00:00Z")),
+            (json!(1780304400), Some("2026-06-01T09:00:00Z")),
+            (json!("soon"), None),
+            (json!(true), None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(as_datetime(&v), want.map(utc), "{v}");
+        }
+    }
+}
