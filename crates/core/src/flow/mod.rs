@@ -25,7 +25,7 @@ pub use machine::{
     advance, entry, may_enter, render_webhook, DeliveryOutcome, Effect, EntryDecision, FlowStatus,
     Input, Run, RunState, Transition, TriggerContext,
 };
-pub use validate::{validate, Checks};
+pub use validate::{check, validate, Checks};
 
 /// One problem in a posted definition, located by a JSON pointer so the API
 /// can answer with Klaviyo's `source.pointer`.

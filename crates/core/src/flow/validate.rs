@@ -56,6 +56,23 @@ impl<'a> Checks<'a> {
     }
 }
 
+/// Parse and validate a posted definition in one call: what the API does on
+/// create and update. Parse errors come first; validation only runs on a
+/// definition that parsed.
+pub fn check(
+    json: serde_json::Value,
+    checks: &Checks<'_>,
+    base: &str,
+) -> Result<FlowDefinition, Vec<FlowError>> {
+    let def = FlowDefinition::parse(json, base)?;
+    let errors = validate(&def, checks, base);
+    if errors.is_empty() {
+        Ok(def)
+    } else {
+        Err(errors)
+    }
+}
+
 /// All problems of `def`; empty means valid. `base` is the pointer of the
 /// definition in the request, the same one given to `FlowDefinition::parse`.
 pub fn validate(def: &FlowDefinition, checks: &Checks<'_>, base: &str) -> Vec<FlowError> {
@@ -379,6 +396,14 @@ mod tests {
     #[test]
     fn the_fixture_is_valid() {
         assert_eq!(problems(placed_order_flow()), vec![]);
+        assert!(check(placed_order_flow(), &Checks::new(&metric_name), BASE).is_ok());
+        let bad = json!({"triggers": [{"type": "metric", "id": "M-opened"}], "actions": [], "entry_action_id": null});
+        let errs = check(bad, &Checks::new(&metric_name), BASE).expect_err("blocked metric");
+        assert_eq!(errs[0].pointer, format!("{BASE}/triggers/0/id"));
+        assert_eq!(
+            errs[0].to_string(),
+            format!("{BASE}/triggers/0/id: metric 'Opened Email' cannot trigger flows: Klaviyo does not let message-engagement and deliverability metrics start a flow")
+        );
     }
 
     #[test]
