@@ -6,9 +6,10 @@ use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use outflow_store::accounts::Principal;
+use std::sync::Arc;
 
 /// An authenticated caller.
-pub struct Auth(pub Principal);
+pub struct Auth(pub Arc<Principal>);
 
 impl Auth {
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
@@ -43,6 +43,9 @@ where
         check_content_type(req.headers())?;
         if let Some(len) = content_length(req.headers()) {
             if len > LIMIT as u64 {
+                if len <= DRAIN_LIMIT as u64 {
+                    drain(req.into_body(), DRAIN_LIMIT).await;
+                }
                 return Err(ApiError::payload_too_large(LIMIT));
             }
         }
@@ -51,17 +54,36 @@ where
     }
 }
 
-/// Reads a whole body, failing with 413 past `limit` bytes.
-pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::payload_too_large(limit))
+/// Oversized bodies up to this size are read and dropped before the 413 is
+/// sent: closing a socket with unread input makes the kernel reset the
+/// connection, and the client would lose the 413 with it.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+async fn drain(mut body: Body, max: usize) {
+    let mut seen = 0usize;
+    while seen <= max {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
         }
-        Err(e) => Err(ApiError::parse_error(format!(
-            "Could not read the request body: {e}"
-        ))),
     }
+}
+
+/// Reads a whole body, failing with 413 past `limit` bytes.
+pub async fn read_body(mut body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::parse_error(format!("Could not read the request body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > limit {
+                drain(body, DRAIN_LIMIT.saturating_sub(buf.len())).await;
+                return Err(ApiError::payload_too_large(limit));
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(buf.into())
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -39,49 +39,56 @@ use axum::routing::get;
 use axum::Router;
 
 /// Every route the server answers: Klaviyo's `/api/` and our `/outflow/v1/`.
+/// Each `/api/` path is also served with a trailing slash, the form
+/// Klaviyo's own `links.self` URLs take.
 pub fn router(state: AppState) -> Router {
+    use axum::routing::{post, MethodRouter};
     use routes::{catalog, events, health, lists, metrics, profiles};
-    let api = Router::new()
-        .route("/api/events", get(events::list).post(events::create))
-        .route("/api/events/{id}", get(events::get))
-        .route("/api/events/{id}/metric", get(events::metric))
-        .route("/api/events/{id}/profile", get(events::profile))
-        .route(
-            "/api/event-bulk-create-jobs",
-            axum::routing::post(events::bulk_create),
-        )
-        .route("/api/metrics", get(metrics::list))
-        .route("/api/metrics/{id}", get(metrics::get))
-        .route("/api/profiles", get(profiles::list).post(profiles::create))
-        .route(
+    let routes: Vec<(&str, MethodRouter<AppState>)> = vec![
+        ("/api/events", get(events::list).post(events::create)),
+        ("/api/events/{id}", get(events::get)),
+        ("/api/events/{id}/metric", get(events::metric)),
+        ("/api/events/{id}/profile", get(events::profile)),
+        ("/api/event-bulk-create-jobs", post(events::bulk_create)),
+        ("/api/metrics", get(metrics::list)),
+        ("/api/metrics/{id}", get(metrics::get)),
+        ("/api/profiles", get(profiles::list).post(profiles::create)),
+        (
             "/api/profiles/{id}",
             get(profiles::get).patch(profiles::patch),
-        )
-        .route("/api/profile-import", axum::routing::post(profiles::import))
-        .route(
+        ),
+        ("/api/profile-import", post(profiles::import)),
+        (
             "/api/profile-subscription-bulk-create-jobs",
-            axum::routing::post(lists::subscribe),
-        )
-        .route("/api/lists", get(lists::list).post(lists::create))
-        .route(
+            post(lists::subscribe),
+        ),
+        ("/api/lists", get(lists::list).post(lists::create)),
+        (
             "/api/lists/{id}",
             get(lists::get).patch(lists::update).delete(lists::delete),
-        )
-        .route("/api/lists/{id}/profiles", get(lists::members))
-        .route(
+        ),
+        ("/api/lists/{id}/profiles", get(lists::members)),
+        (
             "/api/lists/{id}/relationships/profiles",
-            axum::routing::post(lists::add_members).delete(lists::remove_members),
-        )
-        .route(
+            post(lists::add_members).delete(lists::remove_members),
+        ),
+        (
             "/api/catalog-items",
             get(catalog::list).post(catalog::create),
-        )
-        .route(
+        ),
+        (
             "/api/catalog-items/{id}",
             get(catalog::get)
                 .patch(catalog::update)
                 .delete(catalog::delete),
-        );
+        ),
+    ];
+    let mut api = Router::new();
+    for (path, handler) in routes {
+        api = api
+            .route(path, handler.clone())
+            .route(&format!("{path}/"), handler);
+    }
     finish_api_router(api)
         .route("/outflow/v1/health", get(health::health))
         .with_state(state)

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
-    keys: Arc<RwLock<HashMap<String, Principal>>>,
+    keys: Arc<RwLock<HashMap<String, Arc<Principal>>>>,
 }
 
 impl AppState {
@@ -30,7 +30,7 @@ impl AppState {
 
     /// Resolves a private key to its principal. Known keys are answered
     /// from memory, so authentication costs no query on the hot path.
-    pub async fn authenticate(&self, key: &str) -> Result<Principal, ApiError> {
+    pub async fn authenticate(&self, key: &str) -> Result<Arc<Principal>, ApiError> {
         let hash = accounts::hash_key(key);
         if let Some(p) = self.keys.read().ok().and_then(|m| m.get(&hash).cloned()) {
             return Ok(p);
@@ -43,6 +43,7 @@ impl AppState {
             .map_err(store_error)?;
         match found {
             Some(p) => {
+                let p = Arc::new(p);
                 if let Ok(mut m) = self.keys.write() {
                     m.insert(hash, p.clone());
                 }

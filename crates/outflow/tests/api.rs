@@ -146,8 +146,11 @@ async fn event_limits_and_malformed_input(backend: &str) {
     let mut b = event_body("M", "a@b.co", None);
     b["data"]["attributes"]["profile"]["data"]["attributes"] = json!({"phone_number": "12345"});
     assert_error(&app.post("/api/events", b).await, 400, "invalid");
-    // Oversized bodies: events over 5 MB are refused from the declared
-    // length (a raw request, since the server answers before reading it)…
+    // Oversized bodies: an event body over 5 MB gets a clean 413…
+    let mut b = event_body("M", "a@b.co", None);
+    b["data"]["attributes"]["properties"]["blob"] = json!("y".repeat(5 * 1024 * 1024 + 10));
+    assert_error(&app.post("/api/events", b).await, 413, "payload_too_large");
+    // …a huge declared length is refused before any of it is read…
     let raw = oversized_events_request(&app).await;
     assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
     assert!(raw.contains("payload_too_large"), "{raw}");
@@ -209,7 +212,7 @@ async fn oversized_events_request(app: &App) -> String {
         "POST /api/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Klaviyo-API-Key {}\r\nrevision: 2026-07-15\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"data\":",
         common::KEY,
-        5 * 1024 * 1024 + 1
+        64 * 1024 * 1024
     );
     s.write_all(head.as_bytes()).await.expect("write");
     let mut buf = vec![0u8; 4096];
@@ -280,7 +283,27 @@ async fn profiles_crud(backend: &str) {
     assert_eq!(r.body["data"]["type"], "profile");
     assert_eq!(r.body["data"]["attributes"]["first_name"], "Ada");
     assert_eq!(r.body["data"]["attributes"]["location"]["city"], "London");
-    assert!(r.body["data"]["links"]["self"].is_string());
+    let self_link = r.body["data"]["links"]["self"]
+        .as_str()
+        .expect("links.self")
+        .to_owned();
+    assert!(
+        self_link.ends_with(&format!("/api/profiles/{id}/")),
+        "{self_link}"
+    );
+    let via_link = app
+        .send(
+            app.http
+                .get(&self_link)
+                .header("Authorization", format!("Klaviyo-API-Key {}", common::KEY))
+                .header("revision", "2026-07-15"),
+        )
+        .await;
+    assert_eq!(
+        via_link.status, 200,
+        "links.self is served: {}",
+        via_link.text
+    );
     let dup = app
         .post(
             "/api/profiles",

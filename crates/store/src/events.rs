@@ -57,15 +57,12 @@ pub fn ingest(
     let (profile_id, _) = profiles::upsert(ctx, account, &ev.input.profile, now)?;
     let metric_id = metrics::ensure(ctx, account, &ev.input.metric_name, now)?;
     let id = new_ulid();
-    let mut props = serde_json::Map::with_capacity(ev.input.properties.len());
-    for (k, v) in &ev.input.properties {
-        props.insert(k.clone(), v.clone());
-    }
-    let props = Value::Object(props).to_string();
+    let props = serde_json::to_string(&ev.input.properties)
+        .map_err(|e| StoreError::Invalid(format!("event properties: {e}")))?;
     let n = ctx.conn.execute(
         "INSERT INTO events (id, account_id, metric_id, profile_id, time, value, value_currency, \
          unique_key, properties, backfill, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (account_id, profile_id, metric_id, unique_key) DO NOTHING",
+         ON CONFLICT (profile_id, metric_id, unique_key) DO NOTHING",
         params![
             &id,
             account,

@@ -94,7 +94,14 @@ impl Store {
         let location = Location::parse(url)?;
         let loc = location.clone();
         let (conn, cache) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let mut conn = loc.connect()?;
+            let mut conn: Box<dyn Conn> = match &loc {
+                Location::Sqlite(p) => {
+                    let c = db::sqlite::SqliteConn::open(p)?;
+                    c.tune_for_writer()?;
+                    Box::new(c)
+                }
+                Location::Postgres(_) => loc.connect()?,
+            };
             migrate::run(conn.as_mut())?;
             // Only a single-writer SQLite file can trust an in-memory identity
             // index: with PostgreSQL other processes change identifiers too.
@@ -109,13 +116,15 @@ impl Store {
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))??;
         let (writer, _thread) = writer::Writer::start(conn, cache);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                location,
-                writer,
-                readers: Mutex::new(Vec::new()),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            location,
+            writer,
+            readers: Mutex::new(Vec::new()),
+        });
+        if let Location::Sqlite(path) = &inner.location {
+            start_checkpointer(path.clone(), Arc::downgrade(&inner))?;
+        }
+        Ok(Self { inner })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -161,6 +170,28 @@ impl Store {
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
     }
+}
+
+/// How often the SQLite checkpointer folds the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Checkpoints the WAL from its own connection and thread, so the writer's
+/// commits never stall on copying pages. Stops when the store is dropped.
+fn start_checkpointer(path: PathBuf, store: std::sync::Weak<Inner>) -> Result<(), StoreError> {
+    let conn = db::sqlite::SqliteConn::open(&path)?;
+    std::thread::Builder::new()
+        .name("outflow-checkpoint".into())
+        .spawn(move || loop {
+            std::thread::sleep(CHECKPOINT_EVERY);
+            if store.upgrade().is_none() {
+                break;
+            }
+            if let Err(e) = conn.checkpoint() {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(format!("starting the checkpointer: {e}")))?;
+    Ok(())
 }
 
 pub(crate) fn system_now_micros() -> i64 {

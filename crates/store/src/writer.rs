@@ -5,7 +5,7 @@
 //! single fsync covers hundreds of requests.
 
 use crate::cache::WriteCache;
-use crate::db::Conn;
+use crate::db::{Conn, Savepoint};
 use crate::StoreError;
 use tokio::sync::{mpsc, oneshot};
 
@@ -109,10 +109,12 @@ impl Writer {
 }
 
 fn run_batch(conn: &mut dyn Conn, cache: &mut WriteCache, batch: &mut Vec<Box<dyn Job>>) {
+    let started = std::time::Instant::now();
+    let mut executed = started;
     let commit = (|| -> Result<(), StoreError> {
         conn.batch("BEGIN")?;
         for job in batch.iter_mut() {
-            conn.batch("SAVEPOINT job")?;
+            conn.savepoint(Savepoint::Begin)?;
             let ok = {
                 let mut ctx = WriteCtx {
                     conn: &mut *conn,
@@ -121,16 +123,24 @@ fn run_batch(conn: &mut dyn Conn, cache: &mut WriteCache, batch: &mut Vec<Box<dy
                 job.run(&mut ctx)
             };
             if ok {
-                conn.batch("RELEASE job")?;
+                conn.savepoint(Savepoint::Release)?;
                 cache.keep_job();
             } else {
-                conn.batch("ROLLBACK TO job; RELEASE job")?;
+                conn.savepoint(Savepoint::RollBack)?;
+                conn.savepoint(Savepoint::Release)?;
                 cache.drop_job();
             }
         }
+        executed = std::time::Instant::now();
         conn.batch("COMMIT")?;
         Ok(())
     })();
+    tracing::debug!(
+        jobs = batch.len(),
+        exec_us = (executed - started).as_micros() as u64,
+        commit_us = executed.elapsed().as_micros() as u64,
+        "group commit"
+    );
     match &commit {
         Ok(()) => cache.commit_batch(),
         Err(e) => {

@@ -83,7 +83,7 @@ pub async fn create(
         text(a, required, None)?;
     }
     let attrs = check(a, true)?;
-    let (account, now) = (auth.0.account_id, state.now());
+    let (account, now) = (auth.account().to_owned(), state.now());
     let item = state
         .store
         .write(move |ctx| {
@@ -122,7 +122,7 @@ pub async fn update(
         ));
     }
     let changes = check(&doc.data.attributes, false)?;
-    let (account, now) = (auth.0.account_id, state.now());
+    let (account, now) = (auth.account().to_owned(), state.now());
     let item = state
         .store
         .write(move |ctx| catalog::update(ctx, &account, &id, &changes, now))
@@ -143,7 +143,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<JsonApiResponse, ApiError> {
     auth.require("catalogs:read")?;
-    let (account, shown) = (auth.0.account_id, id.clone());
+    let (account, shown) = (auth.account().to_owned(), id.clone());
     let item = state
         .store
         .read(move |c| catalog::get(c, &account, &id))
@@ -167,7 +167,7 @@ pub async fn list(
     auth.require("catalogs:read")?;
     let page = q.page(CATALOG_ITEMS_PAGE)?;
     let after = page.cursor.as_ref().map(|c| c.id.clone());
-    let (account, limit) = (auth.0.account_id, page.fetch_limit());
+    let (account, limit) = (auth.account().to_owned(), page.fetch_limit());
     let rows = state
         .store
         .read(move |c| catalog::list(c, &account, after.as_deref(), limit))
@@ -188,7 +188,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<JsonApiResponse, ApiError> {
     auth.require("catalogs:write")?;
-    let account = auth.0.account_id;
+    let account = auth.account().to_owned();
     state
         .store
         .write(move |ctx| catalog::delete(ctx, &account, &id))

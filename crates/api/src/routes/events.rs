@@ -120,7 +120,7 @@ pub async fn create(
         &format!("{base}/metric/data/type"),
     )?;
     let ev = validate(attrs, profile, base, state.clock.now())?;
-    let account = auth.0.account_id;
+    let account = auth.account().to_owned();
     let now = state.now();
     state
         .store
@@ -184,7 +184,7 @@ pub async fn bulk_create(
             ),
         ));
     }
-    let account = auth.0.account_id;
+    let account = auth.account().to_owned();
     let now = state.now();
     state
         .store
@@ -272,7 +272,7 @@ pub async fn list(
         }),
         None => None,
     };
-    let (account, limit) = (auth.0.account_id, page.fetch_limit());
+    let (account, limit) = (auth.account().to_owned(), page.fetch_limit());
     let rows = state
         .store
         .read(move |c| store_events::list(c, &account, &filters, descending, after.as_ref(), limit))
@@ -326,7 +326,7 @@ pub async fn metric(
 ) -> Result<JsonApiResponse, ApiError> {
     auth.require("events:read")?;
     let e = load(&state, &auth, id).await?;
-    let account = auth.0.account_id.clone();
+    let account = auth.account().to_owned();
     let m = state
         .store
         .read(move |c| metrics::get(c, &account, &e.metric_id))
@@ -349,7 +349,7 @@ pub async fn profile(
 ) -> Result<JsonApiResponse, ApiError> {
     auth.require("events:read")?;
     let e = load(&state, &auth, id).await?;
-    let account = auth.0.account_id.clone();
+    let account = auth.account().to_owned();
     let p = state
         .store
         .read(move |c| profiles::get(c, &account, &e.profile_id))

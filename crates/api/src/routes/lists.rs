@@ -54,7 +54,7 @@ pub async fn create(
             "opt_in_process must be 'single_opt_in' or 'double_opt_in'.",
         ));
     }
-    let (account, now) = (auth.0.account_id, state.now());
+    let (account, now) = (auth.account().to_owned(), state.now());
     let l = state
         .store
         .write(move |ctx| store_lists::create(ctx, &account, &name, &opt_in, now))
@@ -87,7 +87,7 @@ pub async fn list(
         .map(str::to_owned);
     let page = q.page(LISTS_PAGE)?;
     let after = page.cursor.as_ref().map(|c| c.id.clone());
-    let (account, limit) = (auth.0.account_id, page.fetch_limit());
+    let (account, limit) = (auth.account().to_owned(), page.fetch_limit());
     let rows = state
         .store
         .read(move |c| store_lists::list(c, &account, name.as_deref(), after.as_deref(), limit))
@@ -114,7 +114,7 @@ pub async fn get(
         .additional_fields("list", &["profile_count"])?
         .iter()
         .any(|f| f == "profile_count");
-    let (account, shown) = (auth.0.account_id, id.clone());
+    let (account, shown) = (auth.account().to_owned(), id.clone());
     let found = state
         .store
         .read(move |c| {
@@ -149,7 +149,7 @@ pub async fn update(
     auth.require("lists:write")?;
     expect_type(&doc.data.kind, "list", "/data/type")?;
     let name = name_of(&doc.data.attributes)?;
-    let (account, now) = (auth.0.account_id, state.now());
+    let (account, now) = (auth.account().to_owned(), state.now());
     let l = state
         .store
         .write(move |ctx| store_lists::rename(ctx, &account, &id, &name, now))
@@ -169,7 +169,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<JsonApiResponse, ApiError> {
     auth.require("lists:write")?;
-    let account = auth.0.account_id;
+    let account = auth.account().to_owned();
     state
         .store
         .write(move |ctx| store_lists::delete(ctx, &account, &id))
@@ -194,7 +194,7 @@ pub async fn members(
         .any(|f| f == "subscriptions");
     let page = q.page(LIST_PROFILES_PAGE)?;
     let after = page.cursor.as_ref().map(|c| c.id.clone());
-    let (account, limit, shown) = (auth.0.account_id, page.fetch_limit(), id.clone());
+    let (account, limit, shown) = (auth.account().to_owned(), page.fetch_limit(), id.clone());
     let rows = state
         .store
         .read(move |c| {
@@ -245,7 +245,7 @@ pub async fn add_members(
 ) -> Result<JsonApiResponse, ApiError> {
     auth.require("lists:write")?;
     let ids = profile_ids(doc)?;
-    let (account, now) = (auth.0.account_id, state.now());
+    let (account, now) = (auth.account().to_owned(), state.now());
     let how = JoinSource {
         source: "api",
         historical_import: false,
@@ -267,7 +267,7 @@ pub async fn remove_members(
 ) -> Result<JsonApiResponse, ApiError> {
     auth.require("lists:write")?;
     let ids = profile_ids(doc)?;
-    let account = auth.0.account_id;
+    let account = auth.account().to_owned();
     state
         .store
         .write(move |ctx| store_lists::remove_members(ctx, &account, &id, &ids))
@@ -357,7 +357,7 @@ pub async fn subscribe(
             )?,
         ));
     }
-    let (account, now) = (auth.0.account_id, state.now());
+    let (account, now) = (auth.account().to_owned(), state.now());
     state
         .store
         .write(move |ctx| {

@@ -27,7 +27,7 @@ pub async fn list(
         .map(str::to_owned);
     let page = q.page(METRICS_PAGE)?;
     let after = page.cursor.as_ref().map(|c| c.id.clone());
-    let (account, limit) = (auth.0.account_id, page.fetch_limit());
+    let (account, limit) = (auth.account().to_owned(), page.fetch_limit());
     let rows = state
         .store
         .read(move |c| metrics::list(c, &account, name.as_deref(), after.as_deref(), limit))
@@ -49,7 +49,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<JsonApiResponse, ApiError> {
     auth.require("metrics:read")?;
-    let (account, shown) = (auth.0.account_id, id.clone());
+    let (account, shown) = (auth.account().to_owned(), id.clone());
     let m = state
         .store
         .read(move |c| metrics::get(c, &account, &id))

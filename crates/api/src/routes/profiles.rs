@@ -59,7 +59,7 @@ pub async fn create(
         ));
     }
     let subs = wants_subscriptions(&q)?;
-    let (account, now) = (auth.0.account_id, state.now());
+    let (account, now) = (auth.account().to_owned(), state.now());
     let p = state
         .store
         .write(move |ctx| store_profiles::create(ctx, &account, &input, now))
@@ -90,7 +90,7 @@ pub async fn import(
         ));
     }
     let subs = wants_subscriptions(&q)?;
-    let (account, now) = (auth.0.account_id, state.now());
+    let (account, now) = (auth.account().to_owned(), state.now());
     let (p, how) = state
         .store
         .write(move |ctx| {
@@ -119,7 +119,7 @@ pub async fn get(
     auth.require("profiles:read")?;
     let subs = wants_subscriptions(&q)?;
     let fields = q.fields("profile", &[])?;
-    let (account, shown) = (auth.0.account_id, id.clone());
+    let (account, shown) = (auth.account().to_owned(), id.clone());
     let p = state
         .store
         .read(move |c| store_profiles::get(c, &account, &id))
@@ -148,7 +148,7 @@ pub async fn patch(
     }
     let input = input(&doc.data)?;
     let subs = wants_subscriptions(&q)?;
-    let (account, now) = (auth.0.account_id, state.now());
+    let (account, now) = (auth.account().to_owned(), state.now());
     let p = state
         .store
         .write(move |ctx| store_profiles::patch(ctx, &account, &id, &input, now))
@@ -219,7 +219,7 @@ pub async fn list(
     let fields = q.fields("profile", &[])?;
     let page = q.page(PROFILES_PAGE)?;
     let after = page.cursor.as_ref().map(|c| c.id.clone());
-    let (account, limit) = (auth.0.account_id, page.fetch_limit());
+    let (account, limit) = (auth.account().to_owned(), page.fetch_limit());
     let rows = state
         .store
         .read(move |c| store_profiles::list(c, &account, &filters, after.as_deref(), limit))

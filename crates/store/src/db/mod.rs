@@ -167,8 +167,31 @@ pub trait Conn: Send {
     /// Runs one or more statements without parameters (DDL, BEGIN, COMMIT…).
     fn batch(&mut self, sql: &str) -> Result<(), DbError>;
 
+    /// Savepoint control for the group-commit writer; backends may use
+    /// prepared statements here since it runs twice per job.
+    fn savepoint(&mut self, op: Savepoint) -> Result<(), DbError> {
+        self.batch(op.sql())
+    }
+
     fn query_opt(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Option<Row>, DbError> {
         Ok(self.query(sql, params)?.into_iter().next())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Savepoint {
+    Begin,
+    Release,
+    RollBack,
+}
+
+impl Savepoint {
+    pub fn sql(self) -> &'static str {
+        match self {
+            Savepoint::Begin => "SAVEPOINT job",
+            Savepoint::Release => "RELEASE job",
+            Savepoint::RollBack => "ROLLBACK TO job",
+        }
     }
 }
 
