@@ -7,6 +7,7 @@ pub mod cache;
 pub mod catalog;
 pub mod db;
 pub mod events;
+pub mod flows;
 pub mod lists;
 pub mod metrics;
 pub mod migrate;
