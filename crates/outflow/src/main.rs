@@ -4,6 +4,11 @@ use outflow::config::{Config, Overrides};
 use outflow::template_cmd;
 use std::path::PathBuf;
 
+/// The ingest path allocates many small JSON values per request; mimalloc
+/// handles that churn across threads better than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Outflow: customer-event automation with a Klaviyo-compatible API.
 #[derive(Parser)]
 #[command(version, about)]

@@ -12,6 +12,10 @@ pub enum Key {
     Phone(String, String),
     External(String, String),
     Metric(String, String),
+    /// Fingerprint of the last profile input applied to a profile id, so a
+    /// repeat of the same attributes (most events carry the same name and
+    /// properties every time) costs no read.
+    Applied(String),
 }
 
 pub struct WriteCache {

@@ -516,6 +516,36 @@ async fn reopening_keeps_data_and_indexes(backend: &str) {
     assert_eq!(dup.event_id, None);
 }
 
+async fn repeated_event_attributes_apply_again_after_a_change(backend: &str) {
+    let db = TestDb::by_name(backend);
+    let (store, acct) = open(&db).await;
+    let named = |n: &str| attrs(json!({"email": "r@x.co", "first_name": n}));
+    let r = ingest(&store, &acct, event("M", named("Ann"), Some("1"), 0))
+        .await
+        .unwrap();
+    ingest(&store, &acct, event("M", named("Ann"), Some("2"), 0))
+        .await
+        .unwrap();
+    let (a2, id) = (acct.clone(), r.profile_id.clone());
+    store
+        .write(move |ctx| {
+            profiles::patch(ctx, &a2, &id, &attrs(json!({"first_name": "Bea"})), NOW + 5)
+        })
+        .await
+        .unwrap();
+    // The same attributes as before the PATCH must be applied again.
+    ingest(&store, &acct, event("M", named("Ann"), Some("3"), 0))
+        .await
+        .unwrap();
+    let (a2, id) = (acct.clone(), r.profile_id.clone());
+    let p = store
+        .read(move |c| profiles::get(c, &a2, &id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.attributes["first_name"], json!("Ann"));
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -536,4 +566,5 @@ suite!(
     catalog_keeps_price_history,
     group_commit_isolates_failing_jobs,
     reopening_keeps_data_and_indexes,
+    repeated_event_attributes_apply_again_after_a_change,
 );

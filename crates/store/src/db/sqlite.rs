@@ -43,7 +43,7 @@ impl SqliteConn {
     /// more than the pages it saves on an append-mostly workload.
     pub fn tune_for_writer(&self) -> Result<(), DbError> {
         self.conn
-            .execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-4096;")
+            .execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-16384;")
             .map_err(map_err)
     }
 
