@@ -91,6 +91,33 @@ fn ampm(t: NaiveTime) -> &'static str {
     }
 }
 
+/// Specifiers Django's `TimeFormat` knows (the `time` filter accepts only these).
+pub fn is_time_spec(c: char) -> bool {
+    matches!(
+        c,
+        'a' | 'A' | 'e' | 'f' | 'g' | 'G' | 'h' | 'H' | 'i' | 'O' | 'P' | 's' | 'T' | 'u' | 'Z'
+    )
+}
+
+/// Every format specifier (others are copied literally).
+pub fn is_spec(c: char) -> bool {
+    "aAbcdDeEfFgGhHiIjlLmMnNoOPrsStTuUwWyYzZ".contains(c)
+}
+
+/// Django's `time_format`: only time specifiers, and only on datetimes;
+/// None where Django's `time` filter falls back to "".
+pub fn format_time(when: When, fmt: &str) -> Option<String> {
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            chars.next();
+        } else if is_spec(c) && (!is_time_spec(c) || matches!(when, When::Date(_))) {
+            return None;
+        }
+    }
+    format(when, fmt).ok()
+}
+
 /// Format like Django's `dateformat.format`.
 pub fn format(when: When, fmt: &str) -> Result<String, RenderError> {
     let d = when.date();
@@ -126,9 +153,27 @@ pub fn format(when: When, fmt: &str) -> Result<String, RenderError> {
                 let _ = write!(out, "{:02}", d.day());
             }
             'D' => out.push_str(&DAYS[d.weekday().num_days_from_monday() as usize][..3]),
-            'e' | 'I' | 'O' | 'T' | 'Z' => {
-                // Naive values carry no timezone: Django prints nothing.
+            // Naive datetimes are in the default timezone (UTC here); dates
+            // have none, and Django rejects time specifiers for them.
+            'e' => {
                 when.time(c)?;
+            }
+            'O' => {
+                when.time(c)?;
+                out.push_str("+0000");
+            }
+            'T' => {
+                when.time(c)?;
+                out.push_str("UTC");
+            }
+            'Z' => {
+                when.time(c)?;
+                out.push('0');
+            }
+            'I' => {
+                if let When::DateTime(_) = when {
+                    out.push('0');
+                }
             }
             'E' | 'F' => out.push_str(MONTHS[d.month0() as usize]),
             'f' => f_time(when.time(c)?, &mut out),
@@ -182,7 +227,7 @@ pub fn format(when: When, fmt: &str) -> Result<String, RenderError> {
                     When::DateTime(dt) => dt,
                     When::Date(d) => d.and_time(NaiveTime::MIN),
                 };
-                let _ = write!(out, "{} -0000", dt.format("%a, %d %b %Y %H:%M:%S"));
+                let _ = write!(out, "{} +0000", dt.format("%a, %d %b %Y %H:%M:%S"));
             }
             's' => {
                 let _ = write!(out, "{:02}", when.time(c)?.second());

@@ -368,13 +368,19 @@ pub fn apply<'a>(
                 }
             }
         }
-        Filter::Date | Filter::Time => {
-            let default = if f == Filter::Date {
-                "DATE_FORMAT"
-            } else {
-                "TIME_FORMAT"
+        Filter::Date => date_filter(&v, arg.as_ref(), "DATE_FORMAT")?,
+        Filter::Time => {
+            let when = match &v {
+                Value::Date(d) => When::Date(*d),
+                Value::DateTime(dt) => When::DateTime(*dt),
+                _ => return Ok(Value::empty_str()),
             };
-            date_filter(&v, arg.as_ref(), default)?
+            let fmt = match &arg {
+                Some(a) if a.truthy() => into_str(a.clone()),
+                _ => Cow::Borrowed("TIME_FORMAT"),
+            };
+            let fmt = date::named_format(&fmt).map_or(fmt, Cow::Borrowed);
+            Value::str_owned(date::format_time(when, &fmt).unwrap_or_default())
         }
         Filter::Timesince | Filter::Timeuntil => {
             timesince(&v, arg.as_ref(), env, f == Filter::Timeuntil)?
@@ -1045,53 +1051,89 @@ fn date_filter<'a>(
     Ok(Value::str_owned(date::format(when, &fmt)?))
 }
 
+/// Django 5.2's `timesince`/`timeuntil` (calendar months, depth 2).
 fn timesince<'a>(
     v: &Value<'a>,
     arg: Option<&Value<'a>>,
     env: &Env<'_>,
     until: bool,
 ) -> Result<Value<'a>, RenderError> {
+    use chrono::{Datelike, NaiveDate, Timelike};
     let to_dt = |x: &Value<'_>| match x {
         Value::Date(d) => d.and_hms_opt(0, 0, 0),
         Value::DateTime(dt) => Some(*dt),
         _ => None,
     };
+    if !v.truthy() {
+        return Ok(Value::empty_str());
+    }
     let Some(d) = to_dt(v) else {
         return Ok(Value::empty_str());
     };
-    let now = match arg.and_then(to_dt) {
-        Some(n) => n,
-        None => env.now.ok_or(RenderError::NoClock)?,
+    let now = match arg {
+        Some(a) if a.truthy() => match to_dt(a) {
+            Some(n) => n,
+            None => return Ok(Value::empty_str()),
+        },
+        _ => env.now.ok_or(RenderError::NoClock)?,
     };
-    let (from, to) = if until { (now, d) } else { (d, now) };
-    let secs = (to - from).num_seconds();
-    if secs <= 0 {
-        return Ok(Value::str_owned("0\u{a0}minutes".into()));
+    let (d, now) = if until { (now, d) } else { (d, now) };
+    let zero = || Value::str_owned("0\u{a0}minutes".into());
+    let delta = now - d;
+    if delta.num_seconds() <= 0 {
+        return Ok(zero());
     }
-    let chunks: [(i64, &str, &str); 6] = [
-        (365 * 86400, "year", "years"),
-        (30 * 86400, "month", "months"),
-        (7 * 86400, "week", "weeks"),
-        (86400, "day", "days"),
-        (3600, "hour", "hours"),
-        (60, "minute", "minutes"),
-    ];
-    let mut parts = Vec::new();
-    let mut rest = secs;
-    for (i, (size, one, many)) in chunks.iter().enumerate() {
-        let n = rest / size;
-        if n > 0 || !parts.is_empty() {
-            if n > 0 {
-                parts.push(format!("{n}\u{a0}{}", if n == 1 { one } else { many }));
-            }
-            rest -= n * size;
-            if !parts.is_empty() && (parts.len() == 2 || i + 1 == chunks.len() || n == 0) {
-                break;
-            }
+    let mut total_months =
+        (now.year() - d.year()) as i64 * 12 + now.month() as i64 - d.month() as i64;
+    if d.day() > now.day() || (d.day() == now.day() && d.time() > now.time()) {
+        total_months -= 1;
+    }
+    let (years, months) = (total_months.div_euclid(12), total_months.rem_euclid(12));
+    const MONTHS_DAYS: [u32; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let pivot = if years != 0 || months != 0 {
+        let mut py = d.year() as i64 + years;
+        let mut pm = d.month() as i64 + months;
+        if pm > 12 {
+            pm -= 12;
+            py += 1;
         }
+        let day = MONTHS_DAYS[(pm - 1) as usize].min(d.day());
+        i32::try_from(py)
+            .ok()
+            .and_then(|y| NaiveDate::from_ymd_opt(y, pm as u32, day))
+            .and_then(|nd| nd.and_hms_opt(d.hour(), d.minute(), d.second()))
+            .unwrap_or(d)
+    } else {
+        d
+    };
+    let mut remaining = (now - pivot)
+        .num_microseconds()
+        .map_or(0.0, |us| us as f64 / 1e6);
+    let mut partials = vec![years, months];
+    for chunk in [604_800.0, 86_400.0, 3_600.0, 60.0] {
+        let count = (remaining / chunk).floor();
+        partials.push(count as i64);
+        remaining -= chunk * count;
     }
-    if parts.is_empty() {
-        parts.push("0\u{a0}minutes".into());
+    let names = [
+        ("year", "years"),
+        ("month", "months"),
+        ("week", "weeks"),
+        ("day", "days"),
+        ("hour", "hours"),
+        ("minute", "minutes"),
+    ];
+    let Some(first) = partials.iter().position(|&x| x != 0) else {
+        return Ok(zero());
+    };
+    let mut parts = Vec::new();
+    for i in first..(first + 2).min(partials.len()) {
+        let n = partials[i];
+        if n == 0 {
+            break;
+        }
+        let (one, many) = names[i];
+        parts.push(format!("{n}\u{a0}{}", if n == 1 { one } else { many }));
     }
     Ok(Value::str_owned(parts.join(", ")))
 }
