@@ -120,6 +120,11 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 /// `invalid` with a pointer to the member; missing members → `invalid`
 /// pointing at the parent object and naming the member.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // The fast path: valid bodies parse without path tracking; only a body
+    // that fails is parsed again to say where.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(map_serde_error)?;
     // Trailing garbage after the document is a syntax error too.
