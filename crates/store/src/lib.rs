@@ -12,6 +12,7 @@ pub mod lists;
 pub mod metrics;
 pub mod migrate;
 pub mod profiles;
+pub mod runs;
 pub mod writer;
 
 mod ids;

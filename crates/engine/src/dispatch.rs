@@ -1,0 +1,484 @@
+//! Trigger dispatch: follows the store's change feeds (events, list joins)
+//! in batches, matches each item against an in-memory index of listening
+//! flows, and creates runs. A batch's runs and the feed's new position are
+//! written in one transaction, and the position is moved by compare-and-set,
+//! so two dispatchers (two processes on one PostgreSQL) never both create
+//! runs for the same items.
+//!
+//! New kinds of trigger (segment, date, price drop) plug in as another
+//! [`TriggerSource`].
+
+use crate::facts::Loaded;
+use crate::EngineError;
+use chrono::{DateTime, Utc};
+use outflow_core::clock::{from_micros, to_micros};
+use outflow_core::flow::{
+    entry, may_enter, EntryDecision, FlowDefinition, FlowStatus, MetricQuery, TriggerContext,
+};
+use outflow_store::db::{Conn, Dialect};
+use outflow_store::runs::{self, NewRun};
+use outflow_store::{flows, new_ulid, params, Store, StoreError};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One item of a feed that may start runs.
+#[derive(Debug, Clone)]
+pub struct Occurrence {
+    pub seq: i64,
+    pub account_id: String,
+    /// The flows' `trigger_type` this item can start (`metric`, `list`, …).
+    pub trigger_type: &'static str,
+    /// What the trigger listens to: the metric id, the list id, …
+    pub trigger_ref: String,
+    pub profile_id: String,
+    pub event_id: Option<String>,
+    pub event: Option<Value>,
+    /// Backfilled events and historical imports never trigger flows.
+    pub suppressed: bool,
+}
+
+/// A feed of items that start runs, read in `seq` order.
+pub trait TriggerSource: Send + Sync {
+    /// The cursor's name in `dispatch_cursors`.
+    fn feed(&self) -> &'static str;
+    fn fetch(
+        &self,
+        conn: &mut dyn Conn,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Occurrence>, StoreError>;
+}
+
+/// `metric` triggers: every new event of the metric.
+pub struct EventSource;
+
+impl TriggerSource for EventSource {
+    fn feed(&self) -> &'static str {
+        runs::FEED_EVENTS
+    }
+
+    fn fetch(
+        &self,
+        conn: &mut dyn Conn,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Occurrence>, StoreError> {
+        let sql = format!(
+            "SELECT seq, account_id, metric_id, profile_id, id, properties, backfill FROM events \
+             WHERE seq > $1 ORDER BY seq LIMIT {limit}"
+        );
+        conn.query(&sql, params![after])?
+            .iter()
+            .map(|r| {
+                Ok(Occurrence {
+                    seq: r.int(0)?,
+                    account_id: r.text(1)?,
+                    trigger_type: "metric",
+                    trigger_ref: r.text(2)?,
+                    profile_id: r.text(3)?,
+                    event_id: Some(r.text(4)?),
+                    event: Some(r.json(5)?),
+                    suppressed: r.bool(6)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `list` triggers: a profile newly joins a list by any route.
+pub struct ListJoinSource;
+
+impl TriggerSource for ListJoinSource {
+    fn feed(&self) -> &'static str {
+        runs::FEED_LIST_MEMBERS
+    }
+
+    fn fetch(
+        &self,
+        conn: &mut dyn Conn,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Occurrence>, StoreError> {
+        let sql = format!(
+            "SELECT seq, account_id, list_id, profile_id, historical_import FROM list_members \
+             WHERE seq > $1 ORDER BY seq LIMIT {limit}"
+        );
+        conn.query(&sql, params![after])?
+            .iter()
+            .map(|r| {
+                Ok(Occurrence {
+                    seq: r.int(0)?,
+                    account_id: r.text(1)?,
+                    trigger_type: "list",
+                    trigger_ref: r.text(2)?,
+                    profile_id: r.text(3)?,
+                    event_id: None,
+                    event: None,
+                    suppressed: r.bool(4)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A flow new entrants can join, with the definition of its current version.
+#[derive(Debug)]
+pub struct Listening {
+    pub flow_id: String,
+    pub account_id: String,
+    pub status: FlowStatus,
+    pub version: i64,
+    pub def: Arc<FlowDefinition>,
+    pub queries: Vec<MetricQuery>,
+}
+
+pub fn flow_status(s: &str) -> FlowStatus {
+    match s {
+        "live" => FlowStatus::Live,
+        "manual" => FlowStatus::Manual,
+        _ => FlowStatus::Draft,
+    }
+}
+
+type TriggerKey = (String, String, String);
+
+/// Which flows listen to what, kept in memory so matching costs no query.
+#[derive(Debug, Default)]
+pub struct FlowIndex {
+    by_trigger: HashMap<TriggerKey, Vec<Arc<Listening>>>,
+    /// Changes whenever a flow is created, edited or changes status.
+    fingerprint: Option<(i64, i64, i64)>,
+}
+
+impl FlowIndex {
+    fn listeners(&self, o: &Occurrence) -> &[Arc<Listening>] {
+        self.by_trigger
+            .get(&(
+                o.account_id.clone(),
+                o.trigger_type.to_owned(),
+                o.trigger_ref.clone(),
+            ))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_trigger.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_trigger.is_empty()
+    }
+}
+
+fn fingerprint(conn: &mut dyn Conn) -> Result<(i64, i64, i64), StoreError> {
+    let r = conn.query_opt(
+        "SELECT COUNT(*), COALESCE(MAX(updated), 0), CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM flows",
+        params![],
+    )?;
+    Ok(match r {
+        Some(r) => (r.int(0)?, r.int(1)?, r.int(2)?),
+        None => (0, 0, 0),
+    })
+}
+
+fn build_index(conn: &mut dyn Conn) -> Result<FlowIndex, StoreError> {
+    let mut index = FlowIndex {
+        fingerprint: Some(fingerprint(conn)?),
+        ..FlowIndex::default()
+    };
+    for (l, trigger_type, trigger_ref) in flows::all_listening(conn)? {
+        let Some(trigger_ref) = trigger_ref else {
+            continue;
+        };
+        let Some(json) = flows::version(conn, &l.flow_id, l.version)? else {
+            tracing::warn!(flow = %l.flow_id, version = l.version, "flow version missing; not listening");
+            continue;
+        };
+        let def = match FlowDefinition::parse(json, "") {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(flow = %l.flow_id, errors = ?e, "stored flow definition does not parse; not listening");
+                continue;
+            }
+        };
+        let queries = def.required_metric_queries();
+        index
+            .by_trigger
+            .entry((l.account_id.clone(), trigger_type, trigger_ref))
+            .or_default()
+            .push(Arc::new(Listening {
+                flow_id: l.flow_id,
+                account_id: l.account_id,
+                status: flow_status(&l.status),
+                version: l.version,
+                def: Arc::new(def),
+                queries,
+            }));
+    }
+    Ok(index)
+}
+
+/// How long a hole in a PostgreSQL feed is waited for: sequence numbers are
+/// taken before commit, so a lower `seq` can become visible after a higher
+/// one. Holes also come from rolled-back inserts; those never fill.
+const GAP_GRACE: Duration = Duration::from_secs(2);
+
+pub struct Dispatcher {
+    sources: Vec<Arc<dyn TriggerSource>>,
+    index: Mutex<Arc<FlowIndex>>,
+    gaps: Mutex<HashMap<(&'static str, i64), Instant>>,
+    batch: usize,
+}
+
+/// What one dispatch pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatched {
+    pub items: usize,
+    pub runs: usize,
+}
+
+struct Plan {
+    from: i64,
+    to: i64,
+    items: usize,
+    runs: Vec<NewRun>,
+}
+
+impl Dispatcher {
+    pub fn new(batch: usize) -> Self {
+        Self {
+            sources: vec![Arc::new(EventSource), Arc::new(ListJoinSource)],
+            index: Mutex::new(Arc::new(FlowIndex::default())),
+            gaps: Mutex::new(HashMap::new()),
+            batch,
+        }
+    }
+
+    /// Adds a trigger source (segment, date, price drop…).
+    pub fn with_source(mut self, source: Arc<dyn TriggerSource>) -> Self {
+        self.sources.push(source);
+        self
+    }
+
+    pub fn index(&self) -> Arc<FlowIndex> {
+        self.index
+            .lock()
+            .map(|i| i.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Rebuilds the index when the flows table changed since the last
+    /// build (one small query when nothing changed).
+    pub async fn refresh(&self, store: &Store) -> Result<bool, EngineError> {
+        let known = self.index().fingerprint;
+        let rebuilt = store
+            .read(move |conn| {
+                if Some(fingerprint(conn)?) == known {
+                    return Ok(None);
+                }
+                build_index(conn).map(Some)
+            })
+            .await?;
+        match rebuilt {
+            Some(index) => {
+                tracing::debug!(flows = index.len(), "trigger index rebuilt");
+                if let Ok(mut slot) = self.index.lock() {
+                    *slot = Arc::new(index);
+                }
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// One batch from every feed.
+    pub async fn pass(&self, store: &Store, now: DateTime<Utc>) -> Result<Dispatched, EngineError> {
+        let mut total = Dispatched::default();
+        for i in 0..self.sources.len() {
+            let d = self.pass_source(store, i, now).await?;
+            total.items += d.items;
+            total.runs += d.runs;
+        }
+        Ok(total)
+    }
+
+    async fn pass_source(
+        &self,
+        store: &Store,
+        source: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Dispatched, EngineError> {
+        let Some(feed) = self.sources.get(source).map(|s| s.feed()) else {
+            return Ok(Dispatched::default());
+        };
+        let dialect = store.dialect();
+        let index = self.index();
+        let batch = self.batch;
+        let Some(src) = self.sources.get(source).cloned() else {
+            return Ok(Dispatched::default());
+        };
+        let (after, items) = store
+            .read(move |conn| {
+                let after = runs::cursor(conn, feed)?;
+                Ok((after, src.fetch(conn, after, batch)?))
+            })
+            .await?;
+        if items.is_empty() {
+            return Ok(Dispatched::default());
+        }
+        let items = self.cut_at_gap(feed, dialect, after, items);
+        let Some(last) = items.last().map(|o| o.seq) else {
+            return Ok(Dispatched::default());
+        };
+        let plan = store
+            .read(move |conn| plan(conn, &index, after, last, items, now))
+            .await?;
+        let (n_items, n_runs) = (plan.items, plan.runs.len());
+        let now_us = to_micros(now);
+        let moved = store
+            .write(move |ctx| {
+                if !runs::advance_cursor(ctx.conn, feed, plan.from, plan.to, now_us)? {
+                    return Err(StoreError::Conflict(format!(
+                        "the {feed} cursor moved under us"
+                    )));
+                }
+                runs::insert_runs(ctx.conn, &plan.runs)?;
+                Ok(())
+            })
+            .await;
+        match moved {
+            Ok(()) => Ok(Dispatched {
+                items: n_items,
+                runs: n_runs,
+            }),
+            // Another dispatcher took this batch; ours is discarded whole.
+            Err(StoreError::Conflict(_)) => Ok(Dispatched::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// On PostgreSQL, stop before a hole in `seq` that is younger than
+    /// [`GAP_GRACE`]; older holes are rolled-back inserts and are skipped.
+    fn cut_at_gap(
+        &self,
+        feed: &'static str,
+        dialect: Dialect,
+        after: i64,
+        mut items: Vec<Occurrence>,
+    ) -> Vec<Occurrence> {
+        if dialect != Dialect::Postgres {
+            return items;
+        }
+        let Ok(mut gaps) = self.gaps.lock() else {
+            return items;
+        };
+        let mut expected = after + 1;
+        let mut cut = items.len();
+        for (i, o) in items.iter().enumerate() {
+            if o.seq != expected {
+                let first_seen = *gaps.entry((feed, expected)).or_insert_with(Instant::now);
+                if first_seen.elapsed() < GAP_GRACE {
+                    cut = i;
+                    break;
+                }
+            }
+            expected = o.seq + 1;
+        }
+        gaps.retain(|(f, seq), _| *f != feed || *seq > after);
+        items.truncate(cut);
+        items
+    }
+}
+
+/// A profile's last entry into a flow and whether a run is still active.
+type History = (Option<DateTime<Utc>>, bool);
+
+/// Decides, for one batch of feed items, which runs start.
+fn plan(
+    conn: &mut dyn Conn,
+    index: &FlowIndex,
+    from: i64,
+    to: i64,
+    items: Vec<Occurrence>,
+    now: DateTime<Utc>,
+) -> Result<Plan, StoreError> {
+    let n_items = items.len();
+    let mut candidates: Vec<(Occurrence, Arc<Listening>)> = Vec::new();
+    for o in items {
+        if o.suppressed {
+            continue;
+        }
+        for l in index.listeners(&o) {
+            candidates.push((o.clone(), l.clone()));
+        }
+    }
+    let mut runs_out = Vec::new();
+    if !candidates.is_empty() {
+        let mut profiles: Vec<String> = candidates
+            .iter()
+            .map(|(o, _)| o.profile_id.clone())
+            .collect();
+        profiles.sort();
+        profiles.dedup();
+        let mut flow_ids: Vec<String> = candidates.iter().map(|(_, l)| l.flow_id.clone()).collect();
+        flow_ids.sort();
+        flow_ids.dedup();
+        let mut queries: Vec<MetricQuery> = Vec::new();
+        for (_, l) in &candidates {
+            for q in &l.queries {
+                if !queries.contains(q) {
+                    queries.push(q.clone());
+                }
+            }
+        }
+        let facts = Loaded::load(conn, &profiles, &queries)?;
+        let mut history: HashMap<(String, String), History> = HashMap::new();
+        for chunk in profiles.chunks(400) {
+            for a in runs::activity(conn, &flow_ids, chunk)? {
+                history.insert(
+                    (a.flow_id, a.profile_id),
+                    (Some(from_micros(a.last_entered)), a.active),
+                );
+            }
+        }
+        for (o, l) in candidates {
+            let Some(f) = facts.facts_for(&o.profile_id, &l.queries, now, Some(now)) else {
+                continue;
+            };
+            let key = (l.flow_id.clone(), o.profile_id.clone());
+            let (last, active) = history.get(&key).cloned().unwrap_or((None, false));
+            if !may_enter(l.def.reentry_criteria.as_ref(), last, active, now) {
+                continue;
+            }
+            let trigger = TriggerContext {
+                event: o.event.clone(),
+                backfill: o.suppressed,
+            };
+            let EntryDecision::Enter(run) = entry(&l.def, &f, &trigger, l.status, now) else {
+                continue;
+            };
+            // A second item for the same profile in this batch sees the
+            // run the first one started.
+            history.insert(key, (Some(now), true));
+            runs_out.push(NewRun {
+                id: new_ulid(),
+                account_id: o.account_id.clone(),
+                flow_id: l.flow_id.clone(),
+                flow_version: l.version,
+                profile_id: o.profile_id.clone(),
+                trigger_event_id: o.event_id.clone(),
+                current_action: run.current.clone(),
+                event: run.event.as_ref().map(Value::to_string),
+                entered: to_micros(now),
+            });
+        }
+    }
+    Ok(Plan {
+        from,
+        to,
+        items: n_items,
+        runs: runs_out,
+    })
+}

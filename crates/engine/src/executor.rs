@@ -1,0 +1,578 @@
+//! Run execution: claim a batch of due runs under a lease, load the facts
+//! they need in a few batched reads, advance every run in memory with the
+//! pure state machine, and write all transitions, steps and effects in one
+//! transaction.
+//!
+//! A transition is written only while this worker still holds the run's
+//! lease, and each effect is keyed by (run, action): a worker that crashed
+//! (or stalled past its lease) never makes an effect happen twice.
+
+use crate::dispatch::flow_status;
+use crate::facts::Loaded;
+use crate::EngineError;
+use chrono::{DateTime, Duration, Utc};
+use outflow_core::clock::{from_micros, to_micros};
+use outflow_core::flow::definition::{apply_operations, ProfileOperation};
+use outflow_core::flow::machine::{ExitReason, SkipReason, StepOutcome};
+use outflow_core::flow::{
+    advance, render_webhook, DeliveryOutcome, Effect, FlowDefinition, FlowStatus, Input,
+    MetricQuery, Run, RunState,
+};
+use outflow_store::db::Conn;
+use outflow_store::runs::{
+    self, in_list, input, padded, state, NewDelivery, RunRow, RunUpdate, StepRow,
+};
+use outflow_store::{new_ulid, params, Store, StoreError};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A flow version as the executor uses it: parsed once, cached for good
+/// (versions are immutable).
+struct Compiled {
+    def: FlowDefinition,
+    queries: Vec<MetricQuery>,
+}
+
+pub struct Executor {
+    worker: String,
+    claims: AtomicU64,
+    defs: Mutex<HashMap<(String, i64), Arc<Compiled>>>,
+    batch: usize,
+    lease: Duration,
+}
+
+/// Runs leased to one owner by one claim.
+#[derive(Debug)]
+pub struct Claimed {
+    pub owner: String,
+    pub runs: Vec<RunRow>,
+}
+
+/// One performed effect, written in the batch transaction.
+#[derive(Debug, Clone)]
+enum EffectWrite {
+    Delivery(NewDelivery),
+    Profile {
+        profile_id: String,
+        operations: Vec<ProfileOperation>,
+        today: chrono::NaiveDate,
+    },
+    List {
+        account_id: String,
+        profile_id: String,
+        list_id: String,
+        add: bool,
+    },
+    Message,
+}
+
+#[derive(Debug)]
+struct RunWrite {
+    update: RunUpdate,
+    steps: Vec<StepRow>,
+    effects: Vec<(String, &'static str, EffectWrite)>,
+}
+
+/// What a pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Executed {
+    pub claimed: usize,
+    pub advanced: usize,
+    /// Runs whose lease was lost before the write (another worker has them).
+    pub lost: usize,
+}
+
+impl Executor {
+    pub fn new(worker: String, batch: usize, lease: Duration) -> Self {
+        Self {
+            worker,
+            claims: AtomicU64::new(0),
+            defs: Mutex::new(HashMap::new()),
+            batch,
+            lease,
+        }
+    }
+
+    /// Leases up to a batch of due runs. Public so tests can simulate a
+    /// worker that claims and dies.
+    pub async fn claim(&self, store: &Store, now: DateTime<Utc>) -> Result<Claimed, EngineError> {
+        let owner = format!(
+            "{}:{}",
+            self.worker,
+            self.claims.fetch_add(1, Ordering::Relaxed)
+        );
+        let (now_us, until, limit) = (to_micros(now), to_micros(now + self.lease), self.batch);
+        let o = owner.clone();
+        let runs = store
+            .write(move |ctx| runs::claim_due(ctx.conn, &o, now_us, until, limit))
+            .await?;
+        Ok(Claimed { owner, runs })
+    }
+
+    /// Claim one batch and advance it.
+    pub async fn pass(&self, store: &Store, now: DateTime<Utc>) -> Result<Executed, EngineError> {
+        let claimed = self.claim(store, now).await?;
+        if claimed.runs.is_empty() {
+            return Ok(Executed::default());
+        }
+        self.process(store, claimed, now).await
+    }
+
+    /// Advances claimed runs and writes the results in one transaction.
+    pub async fn process(
+        &self,
+        store: &Store,
+        claimed: Claimed,
+        now: DateTime<Utc>,
+    ) -> Result<Executed, EngineError> {
+        let n = claimed.runs.len();
+        let cached: HashMap<(String, i64), Arc<Compiled>> =
+            self.defs.lock().map(|m| m.clone()).unwrap_or_default();
+        let mut missing: Vec<(String, i64)> = claimed
+            .runs
+            .iter()
+            .map(|r| (r.flow_id.clone(), r.flow_version))
+            .filter(|k| !cached.contains_key(k))
+            .collect();
+        missing.sort();
+        missing.dedup();
+        let mut flow_ids: Vec<String> = claimed.runs.iter().map(|r| r.flow_id.clone()).collect();
+        flow_ids.sort();
+        flow_ids.dedup();
+        let profile_ids: Vec<String> = claimed.runs.iter().map(|r| r.profile_id.clone()).collect();
+        let mut queries: Vec<MetricQuery> = Vec::new();
+        for c in cached.values() {
+            for q in &c.queries {
+                if !queries.contains(q) {
+                    queries.push(q.clone());
+                }
+            }
+        }
+        let (fresh, statuses, facts) = store
+            .read(move |conn| {
+                let mut fresh = HashMap::new();
+                for (flow, version) in missing {
+                    if let Some(json) = outflow_store::flows::version(conn, &flow, version)? {
+                        match FlowDefinition::parse(json, "") {
+                            Ok(def) => {
+                                let c = Compiled {
+                                    queries: def.required_metric_queries(),
+                                    def,
+                                };
+                                for q in &c.queries {
+                                    if !queries.contains(q) {
+                                        queries.push(q.clone());
+                                    }
+                                }
+                                fresh.insert((flow, version), Arc::new(c));
+                            }
+                            Err(e) => {
+                                tracing::error!(flow = %flow, version, errors = ?e, "stored flow version does not parse")
+                            }
+                        }
+                    }
+                }
+                let statuses = load_statuses(conn, &flow_ids)?;
+                let facts = Loaded::load(conn, &profile_ids, &queries)?;
+                Ok((fresh, statuses, facts))
+            })
+            .await?;
+        let mut defs = cached;
+        if !fresh.is_empty() {
+            if let Ok(mut m) = self.defs.lock() {
+                m.extend(fresh.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            defs.extend(fresh);
+        }
+        let mut writes = Vec::with_capacity(n);
+        let mut orphans = Vec::new();
+        for row in claimed.runs {
+            match defs.get(&(row.flow_id.clone(), row.flow_version)) {
+                Some(c) => {
+                    let status = statuses
+                        .get(&row.flow_id)
+                        .copied()
+                        .unwrap_or(FlowStatus::Draft);
+                    writes.push(step_run(row, &claimed.owner, c, status, &facts, now));
+                }
+                None => orphans.push(row.id),
+            }
+        }
+        let owner = claimed.owner;
+        let (advanced, lost) = store
+            .write(move |ctx| {
+                for id in &orphans {
+                    runs::release_lease(ctx.conn, id, &owner)?;
+                }
+                write_batch(ctx.conn, writes, now)
+            })
+            .await?;
+        Ok(Executed {
+            claimed: n,
+            advanced,
+            lost,
+        })
+    }
+}
+
+fn load_statuses(
+    conn: &mut dyn Conn,
+    flow_ids: &[String],
+) -> Result<HashMap<String, FlowStatus>, StoreError> {
+    let mut out = HashMap::new();
+    for chunk in flow_ids.chunks(500) {
+        let (list, n) = in_list(1, chunk.len());
+        let sql = format!("SELECT id, status, archived FROM flows WHERE id IN ({list})");
+        for r in conn.query(&sql, &padded(chunk, n))? {
+            let status = if r.bool(2)? {
+                FlowStatus::Draft
+            } else {
+                flow_status(&r.text(1)?)
+            };
+            out.insert(r.text(0)?, status);
+        }
+    }
+    Ok(out)
+}
+
+fn core_run(row: &RunRow, now: DateTime<Utc>) -> Run {
+    let st = match row.state.as_str() {
+        state::WAITING => RunState::Waiting {
+            until: row.due.map_or(now, from_micros),
+        },
+        state::AWAITING_DELIVERY => RunState::AwaitingDelivery,
+        state::NEEDS_REVIEW => RunState::NeedsReview,
+        state::DONE => RunState::Done,
+        state::EXITED => RunState::Exited(ExitReason::NothingToDo),
+        _ => RunState::Running,
+    };
+    Run {
+        current: row.current_action.clone(),
+        state: st,
+        event: row.event.clone(),
+        entered_at: from_micros(row.entered),
+    }
+}
+
+fn run_input(row: &RunRow) -> Input {
+    match row.input.as_deref() {
+        Some(input::RELEASE) => Input::Release,
+        Some(input::CANCEL) => Input::Cancel,
+        Some(input::DELIVERED) => Input::Delivery(DeliveryOutcome::Succeeded),
+        Some(input::SKIPPED) => Input::Delivery(DeliveryOutcome::Skipped),
+        _ => Input::Due,
+    }
+}
+
+fn outcome_text(o: &StepOutcome) -> (&'static str, Option<String>) {
+    match o {
+        StepOutcome::Executed => ("executed", None),
+        StepOutcome::Branched(true) => ("branched", Some("yes".into())),
+        StepOutcome::Branched(false) => ("branched", Some("no".into())),
+        StepOutcome::Delayed => ("delayed", None),
+        StepOutcome::Skipped(SkipReason::ActionNotLive) => {
+            ("skipped", Some("action not live".into()))
+        }
+        StepOutcome::Skipped(SkipReason::Cancelled) => ("skipped", Some("cancelled".into())),
+        StepOutcome::AwaitingReview => ("needs-review", None),
+    }
+}
+
+/// Klaviyo's template context for a webhook.
+fn template_context(profile: &Value, event: Option<&Value>) -> Value {
+    let mut person = match profile {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    // `person|lookup:'Key'` and `person.Key` read custom properties too.
+    if let Some(Value::Object(props)) = person.get("properties").cloned() {
+        for (k, v) in props {
+            person.entry(k).or_insert(v);
+        }
+    }
+    json!({
+        "person": Value::Object(person),
+        "event": event.cloned().unwrap_or(Value::Null),
+        "organization": {},
+    })
+}
+
+/// Advances one run as far as it goes now, turning effects into rows.
+fn step_run(
+    row: RunRow,
+    owner: &str,
+    c: &Compiled,
+    status: FlowStatus,
+    facts: &Loaded,
+    now: DateTime<Utc>,
+) -> RunWrite {
+    let now_us = to_micros(now);
+    let mut steps = Vec::new();
+    let mut effects = Vec::new();
+    let mut n = row.step_count;
+    let mut push_step = |steps: &mut Vec<StepRow>, action: &str, outcome: &str, detail| {
+        steps.push(StepRow {
+            run_id: row.id.clone(),
+            n,
+            action_id: action.to_owned(),
+            outcome: outcome.to_owned(),
+            at: now_us,
+            detail,
+        });
+        n += 1;
+    };
+    let entered = from_micros(row.entered);
+    let Some(pf) = facts.facts_for(&row.profile_id, &c.queries, now, Some(entered)) else {
+        push_step(
+            &mut steps,
+            row.current_action.as_deref().unwrap_or(""),
+            "exited",
+            Some("person deleted".into()),
+        );
+        return RunWrite {
+            update: RunUpdate {
+                id: row.id.clone(),
+                lease_owner: owner.to_owned(),
+                current_action: row.current_action.clone(),
+                state: state::EXITED.into(),
+                exit_reason: Some("person deleted".into()),
+                due: None,
+                active: false,
+                step_count: n,
+                updated: now_us,
+            },
+            steps,
+            effects,
+        };
+    };
+    let mut run = core_run(&row, now);
+    let mut input = run_input(&row);
+    if let Input::Delivery(outcome) = input {
+        let text = match outcome {
+            DeliveryOutcome::Succeeded => "delivered",
+            DeliveryOutcome::Skipped => "delivery skipped",
+        };
+        push_step(
+            &mut steps,
+            row.current_action.as_deref().unwrap_or(""),
+            text,
+            None,
+        );
+    }
+    let mut wake_at;
+    // At most two rounds: a webhook that cannot be rendered is skipped at
+    // once and the run continues in the same pass.
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let t = advance(&c.def, &run, input, &pf, status, now);
+        for (action, outcome) in &t.steps {
+            let (o, d) = outcome_text(outcome);
+            push_step(&mut steps, action, o, d);
+        }
+        let mut render_failed = false;
+        for e in t.effects {
+            match e {
+                Effect::SendWebhook { action_id, webhook } => {
+                    let ctx = template_context(&pf.profile, run.event.as_ref());
+                    let d = match render_webhook(&webhook, &ctx, now) {
+                        Ok(r) => NewDelivery {
+                            id: new_ulid(),
+                            account_id: row.account_id.clone(),
+                            run_id: row.id.clone(),
+                            action_id: action_id.clone(),
+                            url: r.url,
+                            method: r.method,
+                            headers: serde_json::to_string(&r.headers)
+                                .unwrap_or_else(|_| "[]".into()),
+                            body: r.body,
+                            status: "pending".into(),
+                            last_error: None,
+                            now: now_us,
+                        },
+                        Err(err) => {
+                            render_failed = true;
+                            push_step(
+                                &mut steps,
+                                &action_id,
+                                "delivery skipped",
+                                Some(err.to_string()),
+                            );
+                            NewDelivery {
+                                id: new_ulid(),
+                                account_id: row.account_id.clone(),
+                                run_id: row.id.clone(),
+                                action_id: action_id.clone(),
+                                url: webhook.url.clone(),
+                                method: webhook.method.clone(),
+                                headers: "[]".into(),
+                                body: String::new(),
+                                status: "skipped".into(),
+                                last_error: Some(err.to_string()),
+                                now: now_us,
+                            }
+                        }
+                    };
+                    effects.push((action_id, "webhook", EffectWrite::Delivery(d)));
+                }
+                Effect::UpdateProfile {
+                    action_id,
+                    operations,
+                } => {
+                    let today = match pf.timezone {
+                        Some(tz) => now.with_timezone(&tz).date_naive(),
+                        None => now.date_naive(),
+                    };
+                    effects.push((
+                        action_id,
+                        "update-profile",
+                        EffectWrite::Profile {
+                            profile_id: row.profile_id.clone(),
+                            operations,
+                            today,
+                        },
+                    ));
+                }
+                Effect::ListUpdate {
+                    action_id,
+                    list_id,
+                    add,
+                } => effects.push((
+                    action_id,
+                    "list-update",
+                    EffectWrite::List {
+                        account_id: row.account_id.clone(),
+                        profile_id: row.profile_id.clone(),
+                        list_id,
+                        add,
+                    },
+                )),
+                // Message channels get pluggable senders later; the step is
+                // recorded and keyed like any other effect.
+                Effect::Message { action_id, .. } => {
+                    effects.push((action_id, "message", EffectWrite::Message))
+                }
+            }
+        }
+        run = t.run;
+        wake_at = t.wake_at;
+        if render_failed && run.state == RunState::AwaitingDelivery && rounds < 2 {
+            input = Input::Delivery(DeliveryOutcome::Skipped);
+            continue;
+        }
+        break;
+    }
+    let (st, exit_reason, due, active) = match &run.state {
+        RunState::Running => (state::RUNNING, None, Some(wake_at.unwrap_or(now)), true),
+        RunState::Waiting { until } => (state::WAITING, None, Some(*until), true),
+        RunState::AwaitingDelivery => (state::AWAITING_DELIVERY, None, None, true),
+        RunState::NeedsReview => (state::NEEDS_REVIEW, None, None, true),
+        RunState::Done => (state::DONE, None, None, false),
+        RunState::Exited(reason) => (state::EXITED, Some(reason.to_string()), None, false),
+    };
+    if let Some(reason) = &exit_reason {
+        let at = run.current.clone().unwrap_or_default();
+        push_step(&mut steps, &at, "exited", Some(reason.clone()));
+    }
+    RunWrite {
+        update: RunUpdate {
+            id: row.id.clone(),
+            lease_owner: owner.to_owned(),
+            current_action: run.current,
+            state: st.into(),
+            exit_reason,
+            due: due.map(to_micros),
+            active,
+            step_count: n,
+            updated: now_us,
+        },
+        steps,
+        effects,
+    }
+}
+
+/// Writes a batch's transitions; returns (written, lease lost).
+fn write_batch(
+    conn: &mut dyn Conn,
+    writes: Vec<RunWrite>,
+    now: DateTime<Utc>,
+) -> Result<(usize, usize), StoreError> {
+    let now_us = to_micros(now);
+    let (mut done, mut lost) = (0, 0);
+    for w in writes {
+        if !runs::finish(conn, &w.update)? {
+            lost += 1;
+            continue;
+        }
+        done += 1;
+        for s in &w.steps {
+            runs::insert_step(conn, s)?;
+        }
+        for (action_id, kind, effect) in w.effects {
+            if !runs::record_effect(conn, &w.update.id, &action_id, kind, now_us)? {
+                continue;
+            }
+            perform(conn, effect, now_us)?;
+        }
+    }
+    Ok((done, lost))
+}
+
+fn perform(conn: &mut dyn Conn, effect: EffectWrite, now_us: i64) -> Result<(), StoreError> {
+    match effect {
+        EffectWrite::Delivery(d) => {
+            runs::insert_delivery(conn, &d)?;
+        }
+        EffectWrite::Profile {
+            profile_id,
+            operations,
+            today,
+        } => {
+            // Read inside the write transaction so a concurrent API update
+            // to the same profile is not lost.
+            let Some(r) = conn.query_opt(
+                "SELECT properties FROM profiles WHERE id = $1",
+                params![&profile_id],
+            )?
+            else {
+                return Ok(());
+            };
+            let mut props = match r.json(0)? {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            apply_operations(&mut props, &operations, today);
+            conn.execute(
+                "UPDATE profiles SET properties = $2, updated = $3 WHERE id = $1",
+                params![&profile_id, &Value::Object(props).to_string(), now_us],
+            )?;
+        }
+        EffectWrite::List {
+            account_id,
+            profile_id,
+            list_id,
+            add,
+        } => {
+            if add {
+                // A list or profile that no longer exists is not an error
+                // that should undo the whole batch.
+                conn.execute(
+                    "INSERT INTO list_members (list_id, profile_id, account_id, joined, source, historical_import) \
+                     SELECT $1, $2, $3, $4, 'flow', 0 WHERE EXISTS (SELECT 1 FROM lists WHERE id = $1 AND account_id = $3) \
+                     AND EXISTS (SELECT 1 FROM profiles WHERE id = $2 AND account_id = $3) \
+                     ON CONFLICT (list_id, profile_id) DO NOTHING",
+                    params![&list_id, &profile_id, &account_id, now_us],
+                )?;
+            } else {
+                conn.execute(
+                    "DELETE FROM list_members WHERE account_id = $3 AND list_id = $1 AND profile_id = $2",
+                    params![&list_id, &profile_id, &account_id],
+                )?;
+            }
+        }
+        EffectWrite::Message => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! A worker that claims runs and dies: its leases expire (by the clock) and
+//! another worker takes the runs over; every effect still happens once.
+
+mod common;
+
+use chrono::Duration;
+use common::{engine_on, env, receiver};
+use serde_json::json;
+
+const RUNS: usize = 200;
+
+async fn crashed_worker_runs_are_reclaimed_once(backend: &str) {
+    let e = env(backend).await;
+    let rx = receiver(200).await;
+    let l = e.list("L").await;
+    let f = e
+        .flow("live", ("list", &l), json!({"triggers": [{"type": "list", "id": l}],
+            "actions": [
+                {"id": "1", "type": "update-profile", "links": {"next": "2"}, "data": {"status": "live",
+                 "profile_operations": [{"operator": "create", "property_type": "list", "property_operation": "add",
+                                         "property_key": "Tags", "property_value": "welcomed"}]}},
+                {"id": "2", "type": "send-webhook", "links": {"next": null},
+                 "data": {"status": "live", "message": {"url": rx.url, "body": "{\"id\": \"{{ person.email }}\"}"}}}],
+            "entry_action_id": "1"}))
+        .await;
+    for i in 0..RUNS {
+        let p = e.profile(&format!("p{i}@x.io"), json!({})).await;
+        e.join(&l, &p, false).await;
+    }
+    // Dispatch only: the runs are due, nobody has advanced them.
+    e.engine.dispatcher.refresh(&e.store).await.expect("index");
+    let d = e
+        .engine
+        .dispatcher
+        .pass(&e.store, outflow_core::Clock::now(e.clock.as_ref()))
+        .await
+        .expect("dispatch");
+    assert_eq!(d.runs, RUNS);
+
+    // Worker A claims every due run and dies without writing anything.
+    let dead = engine_on(&e.store, &e.clock);
+    let claimed = dead
+        .executor
+        .claim(&e.store, outflow_core::Clock::now(e.clock.as_ref()))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.runs.len(), RUNS);
+
+    // While the lease holds, nobody else advances them.
+    let t = e.settle().await;
+    assert_eq!(t.executed.claimed, 0);
+    assert!(e
+        .runs_of_flow(&f)
+        .await
+        .iter()
+        .all(|r| r.state == "running"));
+
+    // The lease (60 s) expires; worker B takes over and finishes the runs.
+    e.clock.advance(Duration::seconds(61));
+    let t = e.settle().await;
+    assert_eq!(
+        t.executed.claimed,
+        RUNS * 2,
+        "once to the webhook, once after delivery"
+    );
+    assert!(e.runs_of_flow(&f).await.iter().all(|r| r.state == "done"));
+
+    // Worker A comes back from the dead and writes its stale batch: its
+    // lease is gone, so nothing is written.
+    let stale = dead
+        .executor
+        .process(
+            &e.store,
+            claimed,
+            outflow_core::Clock::now(e.clock.as_ref()),
+        )
+        .await
+        .expect("stale");
+    assert_eq!(stale.advanced, 0);
+    assert_eq!(stale.lost, RUNS);
+    e.settle().await;
+
+    assert_eq!(
+        rx.got.lock().expect("lock").len(),
+        RUNS,
+        "one webhook per run"
+    );
+    assert_eq!(
+        e.count("SELECT COUNT(*) FROM deliveries").await,
+        RUNS as i64
+    );
+    assert_eq!(
+        e.count("SELECT COUNT(*) FROM run_effects").await,
+        2 * RUNS as i64
+    );
+    assert_eq!(
+        e.count("SELECT COUNT(*) FROM profiles WHERE properties LIKE '%welcomed%welcomed%'")
+            .await,
+        0,
+        "the list-add ran once per profile"
+    );
+    assert_eq!(
+        e.count("SELECT COUNT(*) FROM profiles WHERE properties LIKE '%welcomed%'")
+            .await,
+        RUNS as i64
+    );
+}
+
+on_both!(crashed_worker_runs_are_reclaimed_once);

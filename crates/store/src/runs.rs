@@ -1,0 +1,601 @@
+//! Flow runs, their step history, performed effects, the webhook outbox and
+//! the trigger-dispatch cursors (issue #4). The engine decides; this module
+//! only moves rows, always in batches: claims take many rows in one
+//! statement, and every write of a batch happens inside the caller's one
+//! transaction.
+//!
+//! Exactly-once effects rest on two keys: a run's transition is written only
+//! while the writer still holds the run's lease (`lease_owner` compare), and
+//! each effect is keyed by (run, action) with a unique index.
+
+use crate::db::{Conn, Dialect, Param, Row};
+use crate::{params, StoreError};
+use serde_json::Value;
+
+/// Run states as stored.
+pub mod state {
+    pub const RUNNING: &str = "running";
+    pub const WAITING: &str = "waiting";
+    pub const AWAITING_DELIVERY: &str = "awaiting-delivery";
+    pub const NEEDS_REVIEW: &str = "needs-review";
+    pub const DONE: &str = "done";
+    pub const EXITED: &str = "exited";
+}
+
+/// Outside inputs a run may be waiting to apply.
+pub mod input {
+    pub const RELEASE: &str = "release";
+    pub const CANCEL: &str = "cancel";
+    pub const DELIVERED: &str = "delivered";
+    pub const SKIPPED: &str = "skipped";
+}
+
+/// Feeds the dispatcher follows.
+pub const FEED_EVENTS: &str = "events";
+pub const FEED_LIST_MEMBERS: &str = "list_members";
+
+/// `$start, $start+1, …` for an `IN (…)` list of `n` values, padded to a
+/// power of two (the caller repeats its last value) so the statement cache
+/// sees a handful of shapes instead of one per batch size.
+pub fn in_list(start: usize, n: usize) -> (String, usize) {
+    let padded = n.max(1).next_power_of_two();
+    let s = (0..padded)
+        .map(|i| format!("${}", start + i))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (s, padded)
+}
+
+/// `values` as parameters padded like [`in_list`].
+pub fn padded<'a>(values: &'a [String], padded: usize) -> Vec<Param<'a>> {
+    let mut out: Vec<Param<'a>> = values.iter().map(|v| Param::Text(v.as_str())).collect();
+    let last = out.last().copied().unwrap_or(Param::Text(""));
+    out.resize(padded, last);
+    out
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub id: String,
+    pub account_id: String,
+    pub flow_id: String,
+    pub flow_version: i64,
+    pub profile_id: String,
+    pub trigger_event_id: Option<String>,
+    pub current_action: Option<String>,
+    pub state: String,
+    pub exit_reason: Option<String>,
+    pub due: Option<i64>,
+    pub input: Option<String>,
+    pub lease_owner: Option<String>,
+    pub entered: i64,
+    pub event: Option<Value>,
+    pub step_count: i64,
+    pub updated: i64,
+}
+
+const RUN_COLUMNS: &str = "id, account_id, flow_id, flow_version, profile_id, trigger_event_id, \
+    current_action, state, exit_reason, due, input, lease_owner, entered, event, step_count, updated";
+
+fn run_from_row(r: &Row) -> Result<RunRow, StoreError> {
+    Ok(RunRow {
+        id: r.text(0)?,
+        account_id: r.text(1)?,
+        flow_id: r.text(2)?,
+        flow_version: r.int(3)?,
+        profile_id: r.text(4)?,
+        trigger_event_id: r.opt_text(5)?,
+        current_action: r.opt_text(6)?,
+        state: r.text(7)?,
+        exit_reason: r.opt_text(8)?,
+        due: r.opt_int(9)?,
+        input: r.opt_text(10)?,
+        lease_owner: r.opt_text(11)?,
+        entered: r.int(12)?,
+        event: match r.json(13)? {
+            Value::Null => None,
+            v => Some(v),
+        },
+        step_count: r.int(14)?,
+        updated: r.int(15)?,
+    })
+}
+
+/// A run about to be created by trigger dispatch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub id: String,
+    pub account_id: String,
+    pub flow_id: String,
+    pub flow_version: i64,
+    pub profile_id: String,
+    pub trigger_event_id: Option<String>,
+    pub current_action: Option<String>,
+    /// The trigger event's properties as JSON text.
+    pub event: Option<String>,
+    pub entered: i64,
+}
+
+/// Creates runs, due at once.
+pub fn insert_runs(conn: &mut dyn Conn, runs: &[NewRun]) -> Result<(), StoreError> {
+    for r in runs {
+        conn.execute(
+            "INSERT INTO runs (id, account_id, flow_id, flow_version, profile_id, trigger_event_id, \
+             current_action, state, due, entered, event, active, step_count, updated) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $8, $9, 1, 0, $8)",
+            params![
+                &r.id,
+                &r.account_id,
+                &r.flow_id,
+                r.flow_version,
+                &r.profile_id,
+                &r.trigger_event_id,
+                &r.current_action,
+                r.entered,
+                &r.event
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Leases up to `limit` due runs to `owner` until `lease_until`. On
+/// PostgreSQL rows another process is claiming are skipped, not waited on.
+pub fn claim_due(
+    conn: &mut dyn Conn,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: usize,
+) -> Result<Vec<RunRow>, StoreError> {
+    let lock = match conn.dialect() {
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+         SELECT id FROM runs WHERE due IS NOT NULL AND due <= $3 \
+         AND (lease_until IS NULL OR lease_until < $3) ORDER BY due LIMIT {limit}{lock}) \
+         RETURNING {RUN_COLUMNS}"
+    );
+    conn.query(&sql, params![owner, lease_until, now])?
+        .iter()
+        .map(run_from_row)
+        .collect()
+}
+
+/// A run's new position after one advance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunUpdate {
+    pub id: String,
+    /// The lease the writer must still hold; a stale worker writes nothing.
+    pub lease_owner: String,
+    pub current_action: Option<String>,
+    pub state: String,
+    pub exit_reason: Option<String>,
+    pub due: Option<i64>,
+    pub active: bool,
+    pub step_count: i64,
+    pub updated: i64,
+}
+
+/// Writes a transition and releases the lease; false when the lease was
+/// lost (another worker re-claimed the run), in which case the caller must
+/// not write the step's effects either.
+pub fn finish(conn: &mut dyn Conn, u: &RunUpdate) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE runs SET current_action = $3, state = $4, exit_reason = $5, due = $6, active = $7, \
+         step_count = $8, updated = $9, input = NULL, lease_owner = NULL, lease_until = NULL \
+         WHERE id = $1 AND lease_owner = $2",
+        params![
+            &u.id,
+            &u.lease_owner,
+            &u.current_action,
+            &u.state,
+            &u.exit_reason,
+            u.due,
+            u.active,
+            u.step_count,
+            u.updated
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// Gives a claimed run back untouched (e.g. its flow version is missing).
+pub fn release_lease(conn: &mut dyn Conn, id: &str, owner: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+        params![id, owner],
+    )?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRow {
+    pub run_id: String,
+    pub n: i64,
+    pub action_id: String,
+    pub outcome: String,
+    pub at: i64,
+    pub detail: Option<String>,
+}
+
+pub fn insert_step(conn: &mut dyn Conn, s: &StepRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO run_steps (run_id, n, action_id, outcome, at, detail) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (run_id, n) DO NOTHING",
+        params![&s.run_id, s.n, &s.action_id, &s.outcome, s.at, &s.detail],
+    )?;
+    Ok(())
+}
+
+/// Claims the key of one effect; true only the first time, so the caller
+/// performs the effect exactly once.
+pub fn record_effect(
+    conn: &mut dyn Conn,
+    run_id: &str,
+    action_id: &str,
+    kind: &str,
+    at: i64,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "INSERT INTO run_effects (run_id, action_id, kind, at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (run_id, action_id) DO NOTHING",
+        params![run_id, action_id, kind, at],
+    )?;
+    Ok(n == 1)
+}
+
+/// A webhook request for the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    pub id: String,
+    pub account_id: String,
+    pub run_id: String,
+    pub action_id: String,
+    pub url: String,
+    pub method: String,
+    /// JSON array of `[name, value]` pairs.
+    pub headers: String,
+    pub body: String,
+    /// `pending`, or `skipped` when the request could not even be rendered.
+    pub status: String,
+    pub last_error: Option<String>,
+    pub now: i64,
+}
+
+/// Inserts a delivery unless (run, action) already has one.
+pub fn insert_delivery(conn: &mut dyn Conn, d: &NewDelivery) -> Result<bool, StoreError> {
+    let due = (d.status == "pending").then_some(d.now);
+    let n = conn.execute(
+        "INSERT INTO deliveries (id, account_id, run_id, action_id, url, method, headers, body, status, \
+         attempts, last_error, due, created, updated) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $12) \
+         ON CONFLICT (run_id, action_id) DO NOTHING",
+        params![
+            &d.id,
+            &d.account_id,
+            &d.run_id,
+            &d.action_id,
+            &d.url,
+            &d.method,
+            &d.headers,
+            &d.body,
+            &d.status,
+            &d.last_error,
+            due,
+            d.now
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub run_id: String,
+    pub action_id: String,
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_status_code: Option<i64>,
+    pub lease_owner: Option<String>,
+}
+
+const DELIVERY_COLUMNS: &str =
+    "id, run_id, action_id, url, method, headers, body, status, attempts, last_status_code, lease_owner";
+
+fn delivery_from_row(r: &Row) -> Result<DeliveryRow, StoreError> {
+    let headers: Vec<(String, String)> = serde_json::from_value(r.json(5)?).unwrap_or_default();
+    Ok(DeliveryRow {
+        id: r.text(0)?,
+        run_id: r.text(1)?,
+        action_id: r.text(2)?,
+        url: r.text(3)?,
+        method: r.text(4)?,
+        headers,
+        body: r.text(6)?,
+        status: r.text(7)?,
+        attempts: r.int(8)?,
+        last_status_code: r.opt_int(9)?,
+        lease_owner: r.opt_text(10)?,
+    })
+}
+
+/// Leases up to `limit` pending deliveries, like [`claim_due`].
+pub fn claim_deliveries(
+    conn: &mut dyn Conn,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: usize,
+) -> Result<Vec<DeliveryRow>, StoreError> {
+    let lock = match conn.dialect() {
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+         SELECT id FROM deliveries WHERE status = 'pending' AND due <= $3 \
+         AND (lease_until IS NULL OR lease_until < $3) ORDER BY due LIMIT {limit}{lock}) \
+         RETURNING {DELIVERY_COLUMNS}"
+    );
+    conn.query(&sql, params![owner, lease_until, now])?
+        .iter()
+        .map(delivery_from_row)
+        .collect()
+}
+
+/// Records a final outcome (`succeeded` / `skipped`) while the lease is
+/// held, and hands the outcome to the waiting run as its next input.
+pub fn complete_delivery(
+    conn: &mut dyn Conn,
+    d: &DeliveryRow,
+    owner: &str,
+    status: &str,
+    code: Option<i64>,
+    error: Option<&str>,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE deliveries SET status = $3, attempts = attempts + 1, last_status_code = $4, \
+         last_error = $5, due = NULL, lease_owner = NULL, lease_until = NULL, updated = $6 \
+         WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
+        params![&d.id, owner, status, code, error, now],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let run_input = if status == "succeeded" {
+        input::DELIVERED
+    } else {
+        input::SKIPPED
+    };
+    deliver_input(conn, &d.run_id, &d.action_id, run_input, now)?;
+    Ok(true)
+}
+
+/// Makes a run waiting at `action_id` for its delivery due with `input`.
+pub fn deliver_input(
+    conn: &mut dyn Conn,
+    run_id: &str,
+    action_id: &str,
+    run_input: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
+    Ok(conn.execute(
+        "UPDATE runs SET input = $3, due = $4, updated = $4 \
+         WHERE id = $1 AND current_action = $2 AND state = 'awaiting-delivery'",
+        params![run_id, action_id, run_input, now],
+    )?)
+}
+
+pub fn delivery_for(
+    conn: &mut dyn Conn,
+    run_id: &str,
+    action_id: &str,
+) -> Result<Option<DeliveryRow>, StoreError> {
+    let sql =
+        format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE run_id = $1 AND action_id = $2");
+    conn.query_opt(&sql, params![run_id, action_id])?
+        .map(|r| delivery_from_row(&r))
+        .transpose()
+}
+
+/// The feed position trigger dispatch has reached.
+pub fn cursor(conn: &mut dyn Conn, feed: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .query_opt(
+            "SELECT position FROM dispatch_cursors WHERE feed = $1",
+            params![feed],
+        )?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// Moves a feed's cursor from `from` to `to`; false if someone else moved
+/// it first (then the caller's batch must not be written).
+pub fn advance_cursor(
+    conn: &mut dyn Conn,
+    feed: &str,
+    from: i64,
+    to: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE dispatch_cursors SET position = $3, updated = $4 WHERE feed = $1 AND position = $2",
+        params![feed, from, to, now],
+    )?;
+    if n == 1 {
+        return Ok(true);
+    }
+    if from == 0 && cursor_missing(conn, feed)? {
+        conn.execute(
+            "INSERT INTO dispatch_cursors (feed, position, updated) VALUES ($1, $2, $3) \
+             ON CONFLICT (feed) DO NOTHING",
+            params![feed, to, now],
+        )?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+fn cursor_missing(conn: &mut dyn Conn, feed: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_opt(
+            "SELECT 1 FROM dispatch_cursors WHERE feed = $1",
+            params![feed],
+        )?
+        .is_none())
+}
+
+/// A profile's history in a flow, for re-entry rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activity {
+    pub flow_id: String,
+    pub profile_id: String,
+    pub last_entered: i64,
+    pub active: bool,
+}
+
+/// Entry history of every (flow, profile) pair among the given ids, in one
+/// query.
+pub fn activity(
+    conn: &mut dyn Conn,
+    flow_ids: &[String],
+    profile_ids: &[String],
+) -> Result<Vec<Activity>, StoreError> {
+    if flow_ids.is_empty() || profile_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (flows, nf) = in_list(1, flow_ids.len());
+    let (profiles, np) = in_list(1 + nf, profile_ids.len());
+    let sql = format!(
+        "SELECT flow_id, profile_id, MAX(entered), MAX(active) FROM runs \
+         WHERE flow_id IN ({flows}) AND profile_id IN ({profiles}) GROUP BY flow_id, profile_id"
+    );
+    let mut p = padded(flow_ids, nf);
+    p.extend(padded(profile_ids, np));
+    conn.query(&sql, &p)?
+        .iter()
+        .map(|r| {
+            Ok(Activity {
+                flow_id: r.text(0)?,
+                profile_id: r.text(1)?,
+                last_entered: r.int(2)?,
+                active: r.int(3)? != 0,
+            })
+        })
+        .collect()
+}
+
+/// Releases or cancels every run waiting for review at one action of a
+/// flow: they become due with the reviewer's input. Returns how many.
+pub fn review(
+    conn: &mut dyn Conn,
+    account: &str,
+    flow_id: &str,
+    action_id: &str,
+    decision: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
+    Ok(conn.execute(
+        "UPDATE runs SET input = $4, due = $5, updated = $5 WHERE account_id = $1 AND flow_id = $2 \
+         AND current_action = $3 AND state = 'needs-review' AND input IS NULL",
+        params![account, flow_id, action_id, decision, now],
+    )?)
+}
+
+/// Whether a flow exists in the account.
+pub fn flow_exists(conn: &mut dyn Conn, account: &str, flow_id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_opt(
+            "SELECT 1 FROM flows WHERE account_id = $1 AND id = $2",
+            params![account, flow_id],
+        )?
+        .is_some())
+}
+
+/// A flow's runs, newest first.
+pub fn for_flow(
+    conn: &mut dyn Conn,
+    account: &str,
+    flow_id: &str,
+    limit: usize,
+) -> Result<Vec<RunRow>, StoreError> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE account_id = $1 AND flow_id = $2 \
+         ORDER BY entered DESC, id DESC LIMIT {}",
+        limit.min(crate::MAX_PAGE_ROWS)
+    );
+    conn.query(&sql, params![account, flow_id])?
+        .iter()
+        .map(run_from_row)
+        .collect()
+}
+
+/// A profile's runs in every flow, newest first.
+pub fn for_profile(
+    conn: &mut dyn Conn,
+    account: &str,
+    profile_id: &str,
+    limit: usize,
+) -> Result<Vec<RunRow>, StoreError> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE account_id = $1 AND profile_id = $2 \
+         ORDER BY entered DESC, id DESC LIMIT {}",
+        limit.min(crate::MAX_PAGE_ROWS)
+    );
+    conn.query(&sql, params![account, profile_id])?
+        .iter()
+        .map(run_from_row)
+        .collect()
+}
+
+/// The steps of the given runs, in order, in one query.
+pub fn steps_of(conn: &mut dyn Conn, run_ids: &[String]) -> Result<Vec<StepRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in run_ids.chunks(512) {
+        let (ids, n) = in_list(1, chunk.len());
+        let sql = format!(
+            "SELECT run_id, n, action_id, outcome, at, detail FROM run_steps \
+             WHERE run_id IN ({ids}) ORDER BY run_id, n"
+        );
+        for r in conn.query(&sql, &padded(chunk, n))? {
+            out.push(StepRow {
+                run_id: r.text(0)?,
+                n: r.int(1)?,
+                action_id: r.text(2)?,
+                outcome: r.text(3)?,
+                at: r.int(4)?,
+                detail: r.opt_text(5)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Every run of a flow (tests and tools).
+pub fn get(conn: &mut dyn Conn, id: &str) -> Result<Option<RunRow>, StoreError> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+    conn.query_opt(&sql, params![id])?
+        .map(|r| run_from_row(&r))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_list;
+
+    #[test]
+    fn in_lists_are_padded_to_powers_of_two() {
+        assert_eq!(in_list(1, 3), ("$1, $2, $3, $4".to_owned(), 4));
+        assert_eq!(in_list(3, 1), ("$3".to_owned(), 1));
+        assert_eq!(in_list(1, 0).1, 1);
+    }
+}
