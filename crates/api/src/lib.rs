@@ -43,7 +43,7 @@ use axum::Router;
 /// Klaviyo's own `links.self` URLs take.
 pub fn router(state: AppState) -> Router {
     use axum::routing::{post, MethodRouter};
-    use routes::{catalog, events, health, lists, metrics, profiles};
+    use routes::{catalog, events, flows, health, lists, metrics, profiles};
     let routes: Vec<(&str, MethodRouter<AppState>)> = vec![
         ("/api/events", get(events::list).post(events::create)),
         ("/api/events/{id}", get(events::get)),
@@ -81,6 +81,29 @@ pub fn router(state: AppState) -> Router {
             get(catalog::get)
                 .patch(catalog::update)
                 .delete(catalog::delete),
+        ),
+        ("/api/flows", get(flows::list).post(flows::create)),
+        (
+            "/api/flows/{id}",
+            get(flows::get).patch(flows::update).delete(flows::delete),
+        ),
+        ("/api/flows/{id}/flow-actions", get(flows::actions_of_flow)),
+        (
+            "/api/flows/{id}/relationships/flow-actions",
+            get(flows::action_ids_of_flow),
+        ),
+        (
+            "/api/flow-actions/{id}",
+            get(flows::get_action).patch(flows::update_action),
+        ),
+        ("/api/flow-actions/{id}/flow", get(flows::flow_of_action)),
+        (
+            "/api/metrics/{id}/flow-triggers",
+            get(flows::metric_flow_triggers),
+        ),
+        (
+            "/api/lists/{id}/flow-triggers",
+            get(flows::list_flow_triggers),
         ),
     ];
     let mut api = Router::new();

@@ -185,3 +185,59 @@ pub fn catalog_item(url: &RequestUrl, i: &CatalogItem) -> Resource {
     a.insert("updated".into(), json!(datetime(i.updated)));
     Resource::new(url, "catalog-item", &i.id, Value::Object(a)).with_relationship_links("variants")
 }
+
+/// Klaviyo's `trigger_type` label for a stored trigger type. Klaviyo shows
+/// list and segment flows alike as "Added to List".
+pub fn flow_trigger_label(trigger_type: &str) -> &'static str {
+    match trigger_type {
+        "metric" => "Metric",
+        "list" | "segment" => "Added to List",
+        "date" => "Date Based",
+        "price-drop" => "Price Drop",
+        "low-inventory" => "Low Inventory",
+        _ => "Unconfigured",
+    }
+}
+
+/// A flow; `definition` is shown when asked for with
+/// `additional-fields[flow]=definition` (and on create).
+pub fn flow(
+    url: &RequestUrl,
+    f: &outflow_store::flows::Flow,
+    definition: Option<&Value>,
+) -> Resource {
+    let mut attrs = json!({
+        "name": f.name,
+        "status": f.status,
+        "archived": f.archived,
+        "created": datetime(f.created),
+        "updated": datetime(f.updated),
+        "trigger_type": flow_trigger_label(&f.trigger_type),
+    });
+    if let Some(d) = definition {
+        attrs["definition"] = d.clone();
+    }
+    Resource::new(url, "flow", &f.id, attrs)
+        .with_relationship_links("flow-actions")
+        .with_relationship_links("tags")
+}
+
+/// A flow action: its element of the flow's current definition.
+pub fn flow_action(
+    url: &RequestUrl,
+    a: &outflow_store::flows::FlowAction,
+    definition: Value,
+) -> Resource {
+    Resource::new(
+        url,
+        "flow-action",
+        &a.id,
+        json!({
+            "definition": definition,
+            "created": datetime(a.created),
+            "updated": datetime(a.updated),
+        }),
+    )
+    .with_to_one("flow", "flow", Some(&a.flow_id))
+    .with_relationship_links("flow-messages")
+}

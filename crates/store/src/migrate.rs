@@ -21,6 +21,10 @@ const SQLITE: &[Migration] = &[
         version: 3,
         sql: include_str!("../migrations/sqlite/0003_runs.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/sqlite/0004_flow_api.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -35,6 +39,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 3,
         sql: include_str!("../migrations/postgres/0003_runs.sql"),
+    },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/postgres/0004_flow_api.sql"),
     },
 ];
 

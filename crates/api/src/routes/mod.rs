@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod events;
+pub mod flows;
 pub mod health;
 pub mod lists;
 pub mod metrics;
