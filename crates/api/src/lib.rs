@@ -114,6 +114,22 @@ pub fn router(state: AppState) -> Router {
     }
     finish_api_router(api)
         .route("/outflow/v1/health", get(health::health))
+        .route(
+            "/outflow/v1/flows/{id}/actions/{action_id}/release",
+            post(routes::review::release),
+        )
+        .route(
+            "/outflow/v1/flows/{id}/actions/{action_id}/cancel",
+            post(routes::review::cancel),
+        )
+        .route(
+            "/outflow/v1/flows/{id}/runs",
+            get(routes::review::flow_runs),
+        )
+        .route(
+            "/outflow/v1/profiles/{id}/runs",
+            get(routes::review::profile_runs),
+        )
         .with_state(state)
 }
 

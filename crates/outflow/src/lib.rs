@@ -17,6 +17,10 @@ pub struct Server {
     pub bootstrapped: Option<outflow_store::accounts::Bootstrapped>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The flow engine sharing this process's store (tests call its
+    /// `run_until_idle` after moving the clock).
+    pub engine: Arc<outflow_engine::Engine>,
+    workers: Option<outflow_engine::Worker>,
 }
 
 impl Server {
@@ -29,8 +33,14 @@ impl Server {
         self.wait().await
     }
 
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await.context("server task")?.context("server")?;
+    /// Waits for the HTTP server to end, then stops the engine workers
+    /// (their current batch commits first).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let served = self.task.await;
+        if let Some(w) = self.workers.take() {
+            w.stop().await;
+        }
+        served.context("server task")?.context("server")?;
         Ok(())
     }
 }
@@ -52,6 +62,15 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let engine = Arc::new(
+        outflow_engine::Engine::new(
+            store.clone(),
+            clock.clone(),
+            outflow_engine::EngineConfig::default(),
+        )
+        .context("starting the flow engine")?,
+    );
+    let workers = engine.clone().spawn();
     let state = outflow_api::AppState::new(store, clock);
     let app = outflow_api::router(state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -67,6 +86,8 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         bootstrapped,
         task,
         stop: Some(stop),
+        engine,
+        workers: Some(workers),
     })
 }
 

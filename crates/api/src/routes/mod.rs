@@ -8,6 +8,7 @@ pub mod health;
 pub mod lists;
 pub mod metrics;
 pub mod profiles;
+pub mod review;
 
 use crate::error::{ApiError, ErrorSource};
 use serde::Deserialize;
