@@ -22,6 +22,7 @@ use outflow_store::db::Conn;
 use outflow_store::runs::{
     self, in_list, input, padded, state, NewDelivery, RunRow, RunUpdate, StepRow,
 };
+use outflow_store::WriteCtx;
 use outflow_store::{new_ulid, params, Store, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -206,7 +207,7 @@ impl Executor {
                 for id in &orphans {
                     runs::release_lease(ctx.conn, id, &owner)?;
                 }
-                write_batch(ctx.conn, writes, now)
+                write_batch(ctx, writes, now)
             })
             .await?;
         Ok(Executed {
@@ -495,32 +496,33 @@ fn step_run(
 
 /// Writes a batch's transitions; returns (written, lease lost).
 fn write_batch(
-    conn: &mut dyn Conn,
+    ctx: &mut WriteCtx<'_>,
     writes: Vec<RunWrite>,
     now: DateTime<Utc>,
 ) -> Result<(usize, usize), StoreError> {
     let now_us = to_micros(now);
     let (mut done, mut lost) = (0, 0);
     for w in writes {
-        if !runs::finish(conn, &w.update)? {
+        if !runs::finish(ctx.conn, &w.update)? {
             lost += 1;
             continue;
         }
         done += 1;
         for s in &w.steps {
-            runs::insert_step(conn, s)?;
+            runs::insert_step(ctx.conn, s)?;
         }
         for (action_id, kind, effect) in w.effects {
-            if !runs::record_effect(conn, &w.update.id, &action_id, kind, now_us)? {
+            if !runs::record_effect(ctx.conn, &w.update.id, &action_id, kind, now_us)? {
                 continue;
             }
-            perform(conn, effect, now_us)?;
+            perform(ctx, effect, now_us)?;
         }
     }
     Ok((done, lost))
 }
 
-fn perform(conn: &mut dyn Conn, effect: EffectWrite, now_us: i64) -> Result<(), StoreError> {
+fn perform(ctx: &mut WriteCtx<'_>, effect: EffectWrite, now_us: i64) -> Result<(), StoreError> {
+    let conn: &mut dyn Conn = &mut *ctx.conn;
     match effect {
         EffectWrite::Delivery(d) => {
             runs::insert_delivery(conn, &d)?;
@@ -548,6 +550,7 @@ fn perform(conn: &mut dyn Conn, effect: EffectWrite, now_us: i64) -> Result<(), 
                 "UPDATE profiles SET properties = $2, updated = $3 WHERE id = $1",
                 params![&profile_id, &Value::Object(props).to_string(), now_us],
             )?;
+            outflow_store::profiles::forget_applied(ctx.cache, &profile_id);
         }
         EffectWrite::List {
             account_id,

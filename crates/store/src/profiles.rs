@@ -406,6 +406,13 @@ fn insert(ctx: &mut WriteCtx<'_>, account: &str, p: &Profile) -> Result<(), Stor
     Ok(())
 }
 
+/// Must follow any write to a profile's attributes or properties made
+/// outside this module: the writer remembers the last input applied to each
+/// profile to skip identical repeats, and that memory is now stale.
+pub fn forget_applied(cache: &mut crate::cache::WriteCache, profile_id: &str) {
+    cache.remove(Key::Applied(profile_id.to_owned()));
+}
+
 /// Replaces a profile's subscriptions document (consent per channel).
 pub fn set_subscriptions(
     ctx: &mut WriteCtx<'_>,
