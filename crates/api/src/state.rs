@@ -1,10 +1,13 @@
-//! What every handler shares: the store, the clock, and the key cache.
+//! What every handler shares: the store, the clock, the key cache, the
+//! hook that wakes the flow engine, and the operator's allow-list for
+//! plain-http webhook destinations.
 
 use crate::error::ApiError;
 use outflow_core::Clock;
 use outflow_store::accounts::{self, Principal};
 use outflow_store::{Store, StoreError};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 #[derive(Clone)]
@@ -12,7 +15,14 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     keys: Arc<RwLock<HashMap<String, Arc<Principal>>>>,
+    wake: Option<Wake>,
+    webhooks_allow_private: Arc<Vec<String>>,
 }
+
+/// Called after a write the flow engine follows (events, list joins, flow
+/// changes, review decisions), so it does not wait for its next poll. The
+/// binary connects it to `Engine::notify`; the API crate knows no engine.
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
 impl AppState {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
@@ -20,6 +30,33 @@ impl AppState {
             store,
             clock,
             keys: Arc::new(RwLock::new(HashMap::new())),
+            wake: None,
+            webhooks_allow_private: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Sets the hook called after writes the engine follows.
+    pub fn with_wake(mut self, wake: Wake) -> Self {
+        self.wake = Some(wake);
+        self
+    }
+
+    /// Hosts (names, IP addresses or CIDRs) that webhooks may reach over
+    /// plain `http://` (`OUTFLOW_WEBHOOKS_ALLOW_PRIVATE`).
+    pub fn with_webhooks_allow_private(mut self, hosts: Vec<String>) -> Self {
+        self.webhooks_allow_private = Arc::new(hosts);
+        self
+    }
+
+    /// The allow-list for plain-http webhook destinations.
+    pub fn webhooks_allow_private(&self) -> Arc<Vec<String>> {
+        self.webhooks_allow_private.clone()
+    }
+
+    /// Wakes the flow engine, if one is connected.
+    pub fn wake(&self) {
+        if let Some(w) = &self.wake {
+            w();
         }
     }
 
@@ -75,10 +112,92 @@ pub fn store_error(e: StoreError) -> ApiError {
     }
 }
 
+/// Whether the host of `url` (an `http://` URL) is on `allowed`: an entry
+/// is a host name (compared case-insensitively), an IP address, or a CIDR
+/// block such as `127.0.0.0/8` or `::1/128`.
+pub fn host_allowed(url: &str, allowed: &[String]) -> bool {
+    let Some(host) = url_host(url) else {
+        return false;
+    };
+    let ip: Option<IpAddr> = host.parse().ok();
+    allowed.iter().any(|entry| {
+        let entry = entry.trim();
+        if let Some((net, bits)) = entry.split_once('/') {
+            match (ip, net.parse::<IpAddr>(), bits.parse::<u32>()) {
+                (Some(ip), Ok(net), Ok(bits)) => in_cidr(ip, net, bits),
+                _ => false,
+            }
+        } else {
+            match (ip, entry.parse::<IpAddr>()) {
+                (Some(ip), Ok(e)) => ip == e,
+                _ => !entry.is_empty() && entry.eq_ignore_ascii_case(host),
+            }
+        }
+    })
+}
+
+/// The host of an absolute URL, without port, brackets or credentials.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h);
+    }
+    let host = authority.split_once(':').map_or(authority, |(h, _)| h);
+    (!host.is_empty()).then_some(host)
+}
+
+fn in_cidr(ip: IpAddr, net: IpAddr, bits: u32) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) if bits <= 32 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) if bits <= 128 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
+}
+
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    fn list(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn plain_http_hosts() {
+        let l = list(&["127.0.0.1", "hooks.internal", "10.0.0.0/8", "::1/128"]);
+        assert!(host_allowed("http://127.0.0.1:8080/x", &l));
+        assert!(host_allowed("http://HOOKS.internal/x?y", &l));
+        assert!(host_allowed("http://10.2.3.4/", &l));
+        assert!(host_allowed("http://[::1]:9/", &l));
+        assert!(host_allowed("http://u:p@127.0.0.1/", &l));
+        assert!(!host_allowed("http://127.0.0.2/", &l));
+        assert!(!host_allowed("http://11.0.0.1/", &l));
+        assert!(!host_allowed("http://evil.com/127.0.0.1", &l));
+        assert!(!host_allowed("http://hooks.internal.evil.com/", &l));
+        assert!(!host_allowed("http://127.0.0.1/", &[]));
     }
 }

@@ -21,6 +21,31 @@ pub struct Config {
     pub bootstrap_api_key: Option<String>,
     /// Log filter, e.g. `info` or `outflow=debug` (`OUTFLOW_LOG`).
     pub log: String,
+    /// Hosts that flow webhooks may reach over plain `http://`: host names,
+    /// IP addresses or CIDR blocks (`OUTFLOW_WEBHOOKS_ALLOW_PRIVATE`, comma
+    /// separated, e.g. `127.0.0.1,10.0.0.0/8`). Empty: HTTPS only.
+    #[serde(default, deserialize_with = "comma_list")]
+    pub webhooks_allow_private: Vec<String>,
+}
+
+/// A list given as a TOML array or as one comma-separated string (how an
+/// environment variable carries it).
+fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Raw::deserialize(d)? {
+        Raw::One(s) => s.split(',').map(str::to_owned).collect(),
+        Raw::Many(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 impl Default for Config {
@@ -30,6 +55,7 @@ impl Default for Config {
             database_url: "sqlite://./outflow-data/outflow.db".into(),
             bootstrap_api_key: None,
             log: "info".into(),
+            webhooks_allow_private: Vec::new(),
         }
     }
 }
@@ -66,6 +92,7 @@ impl Config {
                     "database_url",
                     "bootstrap_api_key",
                     "log",
+                    "webhooks_allow_private",
                 ]))
                 .merge(Serialized::defaults(overrides)),
         )
@@ -127,6 +154,22 @@ mod tests {
                     .listen,
                 "127.0.0.1:9002"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn webhooks_allow_private_is_a_comma_list() {
+        figment::Jail::expect_with(|jail| {
+            let none = Config::load(Path::new("none.toml"), &Overrides::default()).expect("loads");
+            assert!(none.webhooks_allow_private.is_empty());
+            jail.set_env("OUTFLOW_WEBHOOKS_ALLOW_PRIVATE", "127.0.0.1, 10.0.0.0/8,");
+            let c = Config::load(Path::new("none.toml"), &Overrides::default()).expect("loads");
+            assert_eq!(c.webhooks_allow_private, vec!["127.0.0.1", "10.0.0.0/8"]);
+            jail.clear_env();
+            jail.create_file("o.toml", "webhooks_allow_private = [\"hooks.internal\"]")?;
+            let c = Config::load(Path::new("o.toml"), &Overrides::default()).expect("loads");
+            assert_eq!(c.webhooks_allow_private, vec!["hooks.internal"]);
             Ok(())
         });
     }

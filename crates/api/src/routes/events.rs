@@ -127,6 +127,7 @@ pub async fn create(
         .write(move |ctx| store_events::ingest(ctx, &account, &ev, now))
         .await
         .map_err(store_error)?;
+    state.wake();
     Ok(JsonApiResponse::accepted())
 }
 
@@ -196,6 +197,7 @@ pub async fn bulk_create(
         })
         .await
         .map_err(store_error)?;
+    state.wake();
     Ok(JsonApiResponse::accepted())
 }
 

@@ -75,13 +75,15 @@ fn foreign_id(e: &ForeignActionId, base: &str) -> FlowApiError {
 }
 
 /// Parses and validates a definition against the account's metrics and
-/// lists, read through `conn`. Unknown list ids are reported beside
-/// everything `check` finds.
+/// lists, read through `conn`, and the operator's allow-list of plain-http
+/// webhook hosts. Unknown list ids are reported beside everything `check`
+/// finds.
 fn validate(
     conn: &mut dyn Conn,
     account: &str,
     json: Value,
     base: &str,
+    allow_private: &[String],
 ) -> Result<Result<FlowDefinition, Vec<FlowError>>, StoreError> {
     let mut names: HashMap<String, String> = HashMap::new();
     let mut list_errors = Vec::new();
@@ -110,7 +112,11 @@ fn validate(
         }
     }
     let lookup = |id: &str| names.get(id).cloned();
-    let checks = Checks::new(&lookup);
+    let allow_http = |url: &str| crate::state::host_allowed(url, allow_private);
+    let checks = Checks {
+        metric_name: &lookup,
+        allow_http: &allow_http,
+    };
     Ok(match check(json, &checks, base) {
         Ok(def) if list_errors.is_empty() => Ok(def),
         Ok(_) => Err(list_errors),
@@ -185,10 +191,11 @@ pub async fn create(
         .definition
         .ok_or_else(|| ApiError::missing_field("/data/attributes", "definition"))?;
     let (account, now) = (auth.account().to_owned(), state.now());
+    let allow = state.webhooks_allow_private();
     let saved = state
         .store
         .write(move |ctx| {
-            let def = match validate(ctx.conn, &account, definition, DEFINITION)? {
+            let def = match validate(ctx.conn, &account, definition, DEFINITION, &allow)? {
                 Ok(def) => def,
                 Err(errs) => return Ok(Err(definition_errors(errs))),
             };
@@ -199,6 +206,7 @@ pub async fn create(
         })
         .await
         .map_err(store_error)??;
+    state.wake();
     let (flow, def) = saved;
     let mut r = resources::flow(&url, &flow, Some(&def));
     r.apply_fields(fields.as_deref());
@@ -258,6 +266,7 @@ pub async fn update(
         return Err(ApiError::missing_field("/data/attributes", "status").into());
     }
     let (account, now, shown) = (auth.account().to_owned(), state.now(), id.clone());
+    let allow = state.webhooks_allow_private();
     let saved = state
         .store
         .write(move |ctx| {
@@ -266,7 +275,7 @@ pub async fn update(
             }
             let definition = match definition {
                 None => None,
-                Some(json) => match validate(ctx.conn, &account, json, DEFINITION)? {
+                Some(json) => match validate(ctx.conn, &account, json, DEFINITION, &allow)? {
                     Ok(def) => Some(def),
                     Err(errs) => return Ok(Err(definition_errors(errs))),
                 },
@@ -281,6 +290,7 @@ pub async fn update(
         })
         .await
         .map_err(|e| not_found_as("flow", &shown, e))??;
+    state.wake();
     let (flow, def) = saved;
     let mut r = resources::flow(&url, &flow, with_def.then_some(&def));
     r.apply_fields(fields.as_deref());
@@ -320,6 +330,7 @@ pub async fn delete(
         .write(move |ctx| store_flows::delete(ctx, &account, &id))
         .await
         .map_err(|e| not_found_as("flow", &shown, e))?;
+    state.wake();
     Ok(JsonApiResponse::no_content())
 }
 
@@ -844,6 +855,7 @@ pub async fn update_action(
     }
     let (account, now) = (auth.account().to_owned(), state.now());
     let aid = id.clone();
+    let allow = state.webhooks_allow_private();
     let saved = state
         .store
         .write(move |ctx| {
@@ -868,7 +880,7 @@ pub async fn update_action(
             };
             actions[index] = posted;
             let inner = format!("{DEFINITION}/actions/{index}");
-            let def = match validate(ctx.conn, &account, whole, DEFINITION)? {
+            let def = match validate(ctx.conn, &account, whole, DEFINITION, &allow)? {
                 Ok(def) => def,
                 Err(errs) => return Ok(Err(definition_errors(rebase(errs, &inner)))),
             };
@@ -887,6 +899,7 @@ pub async fn update_action(
         })
         .await
         .map_err(store_error)??;
+    state.wake();
     let (action, flow, def) = saved;
     let v = action_view(action, &flow, &def);
     let r: Resource = resources::flow_action(&url, &v.action, v.definition);

@@ -255,6 +255,7 @@ pub async fn add_members(
         .write(move |ctx| store_lists::add_members(ctx, &account, &id, &ids, how, now))
         .await
         .map_err(store_error)?;
+    state.wake();
     Ok(JsonApiResponse::no_content())
 }
 
@@ -381,6 +382,7 @@ pub async fn subscribe(
         })
         .await
         .map_err(store_error)?;
+    state.wake();
     Ok(JsonApiResponse::accepted())
 }
 

@@ -34,6 +34,7 @@ async fn decide(
         })
         .await
         .map_err(store_error)?;
+    state.wake();
     Ok(Json(json!({"data": {
         "flow_id": flow_id,
         "action_id": action_id,
