@@ -4,7 +4,7 @@ Target server:
   * OUTFLOW_TEST_URL set   -> use that server; OUTFLOW_TEST_API_KEY must hold a private key (pk_...).
   * OUTFLOW_TEST_URL unset -> start `$OUTFLOW_BIN serve` (default: target/debug/outflow at the repo
     root) on a free loopback port with a fresh SQLite database in a temp dir and
-    OUTFLOW_BOOTSTRAP_API_KEY set, wait for GET /outflow/v1/health == 200, stop it at the end.
+    OUTFLOW_BOOTSTRAP_API_KEY and OUTFLOW_WEBHOOKS_ALLOW_PRIVATE=127.0.0.1 set, wait for GET /outflow/v1/health == 200, stop it at the end.
 
 A missing binary or a server that does not come up is a test *error*, never a skip.
 """
@@ -83,6 +83,8 @@ def outflow_server():
         env = dict(os.environ)
         env.update(
             OUTFLOW_BOOTSTRAP_API_KEY=key,
+            # Flow webhooks may reach the tests' local receivers over plain http.
+            OUTFLOW_WEBHOOKS_ALLOW_PRIVATE="127.0.0.1",
             RUST_LOG=os.environ.get("RUST_LOG", "info"),
         )
         # Do not let a caller's environment redirect the server elsewhere.
