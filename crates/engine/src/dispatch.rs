@@ -43,6 +43,10 @@ pub struct Occurrence {
 pub trait TriggerSource: Send + Sync {
     /// The cursor's name in `dispatch_cursors`.
     fn feed(&self) -> &'static str;
+    /// The flows' `trigger_type` this feed can start.
+    fn trigger_type(&self) -> &'static str;
+    /// The newest `seq` in the feed (0 when empty).
+    fn head(&self, conn: &mut dyn Conn) -> Result<i64, StoreError>;
     fn fetch(
         &self,
         conn: &mut dyn Conn,
@@ -57,6 +61,14 @@ pub struct EventSource;
 impl TriggerSource for EventSource {
     fn feed(&self) -> &'static str {
         runs::FEED_EVENTS
+    }
+
+    fn trigger_type(&self) -> &'static str {
+        "metric"
+    }
+
+    fn head(&self, conn: &mut dyn Conn) -> Result<i64, StoreError> {
+        max_seq(conn, "SELECT COALESCE(MAX(seq), 0) FROM events")
     }
 
     fn fetch(
@@ -87,12 +99,28 @@ impl TriggerSource for EventSource {
     }
 }
 
+fn max_seq(conn: &mut dyn Conn, sql: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .query_opt(sql, params![])?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0))
+}
+
 /// `list` triggers: a profile newly joins a list by any route.
 pub struct ListJoinSource;
 
 impl TriggerSource for ListJoinSource {
     fn feed(&self) -> &'static str {
         runs::FEED_LIST_MEMBERS
+    }
+
+    fn trigger_type(&self) -> &'static str {
+        "list"
+    }
+
+    fn head(&self, conn: &mut dyn Conn) -> Result<i64, StoreError> {
+        max_seq(conn, "SELECT COALESCE(MAX(seq), 0) FROM list_members")
     }
 
     fn fetch(
@@ -153,6 +181,12 @@ pub struct FlowIndex {
 }
 
 impl FlowIndex {
+    /// Whether any flow listens to triggers of this type: when none does,
+    /// dispatch skips the feed without reading its rows.
+    pub fn listens_to(&self, trigger_type: &str) -> bool {
+        self.by_trigger.keys().any(|(_, t, _)| t == trigger_type)
+    }
+
     fn listeners(&self, o: &Occurrence) -> &[Arc<Listening>] {
         self.by_trigger
             .get(&(
@@ -319,6 +353,20 @@ impl Dispatcher {
         let Some(src) = self.sources.get(source).cloned() else {
             return Ok(Dispatched::default());
         };
+        if !index.listens_to(src.trigger_type()) {
+            // Nothing can start from this feed: move past what is there so
+            // flows created later only see newer items, without reading rows.
+            let (after, head) = store
+                .read(move |conn| Ok((runs::cursor(conn, feed)?, src.head(conn)?)))
+                .await?;
+            if head > after {
+                let now_us = to_micros(now);
+                store
+                    .write(move |ctx| runs::advance_cursor(ctx.conn, feed, after, head, now_us))
+                    .await?;
+            }
+            return Ok(Dispatched::default());
+        }
         let (after, items) = store
             .read(move |conn| {
                 let after = runs::cursor(conn, feed)?;
