@@ -85,12 +85,10 @@ async fn runs_woken_during_a_kill_9_complete_exactly_once() {
     .await;
 
     // One effect per run and action: the update and the webhook.
-    let per_action = c
-        .query(
-            "SELECT kind, COUNT(*), COUNT(DISTINCT run_id) FROM run_effects GROUP BY kind ORDER BY kind",
-            &[],
-        )
-        .expect("effects");
+    let per_action = procs::rows(
+        c.as_mut(),
+        "SELECT kind, COUNT(*), COUNT(DISTINCT run_id) FROM run_effects GROUP BY kind ORDER BY kind",
+    );
     let kinds: Vec<(String, i64, i64)> = per_action
         .iter()
         .map(|r| (r.text(0).unwrap(), r.int(1).unwrap(), r.int(2).unwrap()))

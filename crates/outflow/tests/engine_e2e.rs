@@ -8,6 +8,27 @@ mod common;
 use outflow_store::params;
 use serde_json::{json, Value};
 
+/// Ticks the engine until the first run listed at `path` is in `state` (or
+/// 10 s pass), then returns the listing.
+async fn settled(
+    app: &common::App,
+    engine: &outflow_engine::Engine,
+    path: &str,
+    state: &str,
+) -> common::Resp {
+    let start = std::time::Instant::now();
+    loop {
+        engine.run_until_idle().await.expect("engine");
+        let runs = app.get(path).await;
+        if runs.body["data"][0]["state"] == state
+            || start.elapsed() > std::time::Duration::from_secs(10)
+        {
+            return runs;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 async fn manual_flow_released_over_http(backend: &str) {
     let app = common::start(backend).await;
     let server = app.server.as_ref().expect("server");
@@ -69,9 +90,9 @@ async fn manual_flow_released_over_http(backend: &str) {
         )
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    engine.run_until_idle().await.expect("engine");
-
-    let runs = app.get("/outflow/v1/flows/FE2E/runs").await;
+    // The API wakes the server's own engine workers too, which may hold the
+    // run's lease while this test ticks: wait for the state, not one tick.
+    let runs = settled(&app, &engine, "/outflow/v1/flows/FE2E/runs", "needs-review").await;
     assert_eq!(runs.status, 200, "{}", runs.text);
     assert_eq!(
         runs.body["data"][0]["state"], "needs-review",
@@ -84,9 +105,13 @@ async fn manual_flow_released_over_http(backend: &str) {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["runs"], 1);
-    engine.run_until_idle().await.expect("engine");
-
-    let runs = app.get(&format!("/outflow/v1/profiles/{pid}/runs")).await;
+    let runs = settled(
+        &app,
+        &engine,
+        &format!("/outflow/v1/profiles/{pid}/runs"),
+        "done",
+    )
+    .await;
     assert_eq!(runs.status, 200, "{}", runs.text);
     let run = &runs.body["data"][0];
     assert_eq!(run["state"], "done", "{}", runs.text);

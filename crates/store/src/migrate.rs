@@ -25,6 +25,10 @@ const SQLITE: &[Migration] = &[
         version: 4,
         sql: include_str!("../migrations/sqlite/0004_flow_api.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/sqlite/0005_run_worker.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -43,6 +47,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 4,
         sql: include_str!("../migrations/postgres/0004_flow_api.sql"),
+    },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/postgres/0005_run_worker.sql"),
     },
 ];
 

@@ -179,14 +179,15 @@ pub struct RunUpdate {
     pub updated: i64,
 }
 
-/// Writes a transition and releases the lease; false when the lease was
+/// Writes a transition, records its writer in `last_worker` and releases
+/// the lease; false when the lease was
 /// lost (another worker re-claimed the run), in which case the caller must
 /// not write the step's effects either.
 pub fn finish(conn: &mut dyn Conn, u: &RunUpdate) -> Result<bool, StoreError> {
     let n = conn.execute(
         "UPDATE runs SET current_action = $3, state = $4, exit_reason = $5, due = $6, active = $7, \
-         step_count = $8, updated = $9, input = NULL, lease_owner = NULL, lease_until = NULL \
-         WHERE id = $1 AND lease_owner = $2",
+         step_count = $8, updated = $9, input = NULL, lease_owner = NULL, lease_until = NULL, \
+         last_worker = $2 WHERE id = $1 AND lease_owner = $2",
         params![
             &u.id,
             &u.lease_owner,

@@ -237,17 +237,26 @@ async fn hook(State(r): State<Receiver>, body: String) -> StatusCode {
 }
 
 /// A raw connection to the store under a running server, for counting.
+/// The PostgreSQL client is synchronous, so calls go through
+/// `block_in_place` (tests use the multi-thread runtime).
 pub fn conn(db_url: &str) -> Box<dyn Conn> {
-    if let Some(path) = db_url.strip_prefix("sqlite://") {
-        Box::new(outflow_store::db::sqlite::SqliteConn::open(Path::new(path)).expect("open sqlite"))
-    } else {
-        Box::new(outflow_store::db::postgres::PgConn::open(db_url).expect("open postgres"))
-    }
+    tokio::task::block_in_place(|| -> Box<dyn Conn> {
+        if let Some(path) = db_url.strip_prefix("sqlite://") {
+            Box::new(
+                outflow_store::db::sqlite::SqliteConn::open(Path::new(path)).expect("open sqlite"),
+            )
+        } else {
+            Box::new(outflow_store::db::postgres::PgConn::open(db_url).expect("open postgres"))
+        }
+    })
+}
+
+pub fn rows(c: &mut dyn Conn, sql: &str) -> Vec<outflow_store::db::Row> {
+    tokio::task::block_in_place(|| c.query(sql, &[]).expect("query"))
 }
 
 pub fn count(c: &mut dyn Conn, sql: &str) -> i64 {
-    let rows = c.query(sql, &[]).expect("count query");
-    rows.first().map_or(0, |r| r.int(0).expect("count"))
+    rows(c, sql).first().map_or(0, |r| r.int(0).expect("count"))
 }
 
 /// Polls `f` until it returns true or `limit` passes.
