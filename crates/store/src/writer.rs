@@ -56,6 +56,9 @@ pub struct Writer {
     tx: mpsc::Sender<Box<dyn Job>>,
 }
 
+/// How often the writer runs [`Conn::maintain`] between batches.
+const MAINTAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Upper bound on jobs per transaction: keeps a batch's latency bounded.
 const MAX_BATCH: usize = 1024;
 
@@ -71,6 +74,7 @@ impl Writer {
             .name("outflow-writer".into())
             .spawn(move || {
                 let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+                let mut last_maintained = std::time::Instant::now();
                 while let Some(first) = rx.blocking_recv() {
                     batch.push(first);
                     while batch.len() < MAX_BATCH {
@@ -80,6 +84,12 @@ impl Writer {
                         }
                     }
                     run_batch(conn.as_mut(), &mut cache, &mut batch);
+                    if last_maintained.elapsed() >= MAINTAIN_EVERY {
+                        if let Err(e) = conn.maintain() {
+                            tracing::warn!(error = %e, "store maintenance failed");
+                        }
+                        last_maintained = std::time::Instant::now();
+                    }
                 }
             })
             .expect("spawning the writer thread");

@@ -173,6 +173,12 @@ pub trait Conn: Send {
         self.batch(op.sql())
     }
 
+    /// Housekeeping the writer runs between batches now and then (SQLite:
+    /// finish the WAL checkpoint so the log can restart instead of growing).
+    fn maintain(&mut self) -> Result<(), DbError> {
+        Ok(())
+    }
+
     fn query_opt(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Option<Row>, DbError> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
