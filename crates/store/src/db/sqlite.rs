@@ -44,7 +44,7 @@ impl SqliteConn {
     pub fn tune_for_writer(&self) -> Result<(), DbError> {
         self.conn
             .execute_batch(
-                "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-2048; \
+                "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-4096; \
                  PRAGMA mmap_size=1073741824; PRAGMA journal_size_limit=67108864;",
             )
             .map_err(map_err)
