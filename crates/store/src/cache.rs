@@ -18,13 +18,32 @@ pub enum Key {
     Applied(String),
 }
 
+/// Keys are kept as 128-bit hashes and ULID-shaped values as 128-bit
+/// numbers: a million profiles' identifiers then cost tens of megabytes, not
+/// hundreds. (A collision of two 128-bit keys is not a practical concern.)
+type Slot = u128;
+
+fn slot(key: &Key) -> Slot {
+    use std::hash::{Hash, Hasher};
+    let half = |seed: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        seed.hash(&mut h);
+        key.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
 pub struct WriteCache {
     enabled: bool,
     /// The cache holds every key (preloaded at start): a miss means absent.
     complete: bool,
-    committed: HashMap<Key, String>,
-    batch: HashMap<Key, Option<String>>,
-    job: HashMap<Key, Option<String>>,
+    /// Values that are ULIDs (profile ids, fingerprints), stored as numbers.
+    committed: HashMap<Slot, u128>,
+    /// Any other value (metric ids).
+    committed_text: HashMap<Slot, Box<str>>,
+    batch: HashMap<Slot, Option<String>>,
+    job: HashMap<Slot, Option<String>>,
 }
 
 impl WriteCache {
@@ -33,6 +52,7 @@ impl WriteCache {
             enabled,
             complete: false,
             committed: HashMap::new(),
+            committed_text: HashMap::new(),
             batch: HashMap::new(),
             job: HashMap::new(),
         }
@@ -40,24 +60,44 @@ impl WriteCache {
 
     /// `Some(Some(id))`: known; `Some(None)`: known absent (removed in this
     /// batch); `None`: ask the database.
-    pub fn get(&self, key: &Key) -> Option<Option<&str>> {
+    pub fn get(&self, key: &Key) -> Option<Option<String>> {
         if !self.enabled {
             return None;
         }
-        if let Some(v) = self.job.get(key).or_else(|| self.batch.get(key)) {
-            return Some(v.as_deref());
+        let k = slot(key);
+        if let Some(v) = self.job.get(&k).or_else(|| self.batch.get(&k)) {
+            return Some(v.clone());
         }
-        match self.committed.get(key) {
-            Some(v) => Some(Some(v.as_str())),
+        if let Some(n) = self.committed.get(&k) {
+            return Some(Some(ulid::Ulid(*n).to_string()));
+        }
+        match self.committed_text.get(&k) {
+            Some(v) => Some(Some(v.to_string())),
             None if self.complete => Some(None),
             None => None,
+        }
+    }
+
+    fn commit_value(&mut self, k: Slot, v: Option<String>) {
+        self.committed.remove(&k);
+        self.committed_text.remove(&k);
+        if let Some(v) = v {
+            // Only canonical ULID text round-trips through the number.
+            match ulid::Ulid::from_string(&v) {
+                Ok(u) if u.to_string() == v => {
+                    self.committed.insert(k, u.0);
+                }
+                _ => {
+                    self.committed_text.insert(k, v.into_boxed_str());
+                }
+            }
         }
     }
 
     /// Fills the committed map directly (at start, from the store).
     pub fn preload(&mut self, key: Key, id: String) {
         if self.enabled {
-            self.committed.insert(key, id);
+            self.commit_value(slot(&key), Some(id));
         }
     }
 
@@ -68,13 +108,13 @@ impl WriteCache {
 
     pub fn put(&mut self, key: Key, id: String) {
         if self.enabled {
-            self.job.insert(key, Some(id));
+            self.job.insert(slot(&key), Some(id));
         }
     }
 
     pub fn remove(&mut self, key: Key) {
         if self.enabled {
-            self.job.insert(key, None);
+            self.job.insert(slot(&key), None);
         }
     }
 
@@ -87,15 +127,9 @@ impl WriteCache {
     }
 
     pub(crate) fn commit_batch(&mut self) {
-        for (k, v) in self.batch.drain() {
-            match v {
-                Some(id) => {
-                    self.committed.insert(k, id);
-                }
-                None => {
-                    self.committed.remove(&k);
-                }
-            }
+        let staged: Vec<_> = self.batch.drain().collect();
+        for (k, v) in staged {
+            self.commit_value(k, v);
         }
     }
 
@@ -117,7 +151,7 @@ mod tests {
     fn staged_entries_surface_only_after_commit() {
         let mut c = WriteCache::new(true);
         c.put(k("a"), "p1".into());
-        assert_eq!(c.get(&k("a")), Some(Some("p1")));
+        assert_eq!(c.get(&k("a")), Some(Some("p1".to_string())));
         c.keep_job();
         c.put(k("b"), "p2".into());
         c.drop_job();
@@ -127,7 +161,7 @@ mod tests {
         c.put(k("a"), "p1".into());
         c.keep_job();
         c.commit_batch();
-        assert_eq!(c.get(&k("a")), Some(Some("p1")));
+        assert_eq!(c.get(&k("a")), Some(Some("p1".to_string())));
         c.remove(k("a"));
         assert_eq!(c.get(&k("a")), Some(None));
     }
@@ -139,5 +173,40 @@ mod tests {
         c.keep_job();
         c.commit_batch();
         assert_eq!(c.get(&k("a")), None);
+    }
+}
+
+#[cfg(test)]
+mod compact_tests {
+    use super::*;
+
+    #[test]
+    fn ulid_and_other_values_round_trip() {
+        let mut c = WriteCache::new(true);
+        let id = ulid::Ulid::new().to_string();
+        c.preload(Key::Email("a".into(), "x@y.co".into()), id.clone());
+        c.preload(
+            Key::Metric("a".into(), "Placed Order".into()),
+            "Ab3dEf".into(),
+        );
+        c.preload(Key::External("a".into(), "lower".into()), id.to_lowercase());
+        c.mark_complete();
+        assert_eq!(
+            c.get(&Key::Email("a".into(), "x@y.co".into())),
+            Some(Some(id.clone()))
+        );
+        assert_eq!(
+            c.get(&Key::Metric("a".into(), "Placed Order".into())),
+            Some(Some("Ab3dEf".into()))
+        );
+        assert_eq!(
+            c.get(&Key::External("a".into(), "lower".into())),
+            Some(Some(id.to_lowercase()))
+        );
+        assert_eq!(c.get(&Key::Email("b".into(), "x@y.co".into())), Some(None));
+        c.remove(Key::Email("a".into(), "x@y.co".into()));
+        c.keep_job();
+        c.commit_batch();
+        assert_eq!(c.get(&Key::Email("a".into(), "x@y.co".into())), Some(None));
     }
 }

@@ -35,7 +35,7 @@ pub fn ensure(
 ) -> Result<String, StoreError> {
     let key = Key::Metric(account.to_owned(), name.to_owned());
     if let Some(Some(id)) = ctx.cache.get(&key) {
-        return Ok(id.to_owned());
+        return Ok(id);
     }
     if let Some(r) = ctx.conn.query_opt(
         "SELECT id FROM metrics WHERE account_id = $1 AND name = $2",

@@ -70,7 +70,7 @@ fn lookup(
 ) -> Result<Option<String>, StoreError> {
     let key = ident.key(account, value);
     if let Some(hit) = ctx.cache.get(&key) {
-        return Ok(hit.map(str::to_owned));
+        return Ok(hit);
     }
     let sql = format!(
         "SELECT id FROM profiles WHERE account_id = $1 AND {} = $2",
@@ -180,7 +180,8 @@ fn fingerprint(input: &ProfileInput) -> Option<String> {
     hash_map(&input.attributes, &mut h);
     hash_map(&input.properties, &mut h);
     input.unset.hash(&mut h);
-    Some(format!("{:016x}", h.finish()))
+    // ULID-shaped so the writer cache can keep it as a number.
+    Some(ulid::Ulid(u128::from(h.finish())).to_string())
 }
 
 fn hash_map(m: &serde_json::Map<String, Value>, h: &mut impl std::hash::Hasher) {
@@ -253,8 +254,7 @@ pub fn upsert(
         Some(id) => {
             let print = fingerprint(input);
             let key = Key::Applied(id.clone());
-            if !res.missing && print.is_some() && ctx.cache.get(&key).flatten() == print.as_deref()
-            {
+            if !res.missing && print.is_some() && ctx.cache.get(&key).flatten() == print {
                 return Ok((id, Upserted::Unchanged));
             }
             let changed = update_with(ctx, account, &id, input, now)?;
@@ -434,20 +434,30 @@ pub fn load_identity_index(
     conn: &mut dyn Conn,
     cache: &mut crate::cache::WriteCache,
 ) -> Result<usize, StoreError> {
-    let rows = conn.query(
-        "SELECT account_id, id, email, phone_number, external_id FROM profiles",
-        params![],
-    )?;
-    let n = rows.len();
-    for r in rows {
-        let (account, id) = (r.text(0)?, r.text(1)?);
-        for (ident, col) in [(Ident::Email, 2), (Ident::Phone, 3), (Ident::External, 4)] {
-            if let Some(v) = r.opt_text(col)? {
-                cache.preload(ident.key(&account, &v), id.clone());
+    // In pages, so a large store is never held in memory as rows at once.
+    const PAGE: usize = 20_000;
+    let sql = format!(
+        "SELECT account_id, id, email, phone_number, external_id FROM profiles \
+         WHERE id > $1 ORDER BY id LIMIT {PAGE}"
+    );
+    let mut after = String::new();
+    let mut n = 0;
+    loop {
+        let rows = conn.query(&sql, params![&after])?;
+        for r in &rows {
+            let (account, id) = (r.text(0)?, r.text(1)?);
+            for (ident, col) in [(Ident::Email, 2), (Ident::Phone, 3), (Ident::External, 4)] {
+                if let Some(v) = r.opt_text(col)? {
+                    cache.preload(ident.key(&account, &v), id.clone());
+                }
             }
+            after = id;
+        }
+        n += rows.len();
+        if rows.len() < PAGE {
+            return Ok(n);
         }
     }
-    Ok(n)
 }
 
 /// A condition of `GET /api/profiles?filter=`.

@@ -24,7 +24,7 @@ impl SqliteConn {
             .map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
         conn.execute_batch(
             "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
-             PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+             PRAGMA busy_timeout=10000; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;",
         )
         .map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
         conn.set_prepared_statement_cache_capacity(256);
@@ -45,7 +45,7 @@ impl SqliteConn {
         self.conn
             .execute_batch(
                 "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-4096; \
-                 PRAGMA mmap_size=1073741824; PRAGMA journal_size_limit=67108864;",
+                 PRAGMA mmap_size=268435456; PRAGMA journal_size_limit=67108864;",
             )
             .map_err(map_err)
     }
