@@ -18,7 +18,7 @@ use outflow_core::flow::{
     advance, render_webhook, DeliveryOutcome, Effect, FlowDefinition, FlowStatus, Input,
     MetricQuery, Run, RunState,
 };
-use outflow_store::db::Conn;
+use outflow_store::db::{Conn, Param};
 use outflow_store::runs::{
     self, in_list, input, padded, state, NewDelivery, RunRow, RunUpdate, StepRow,
 };
@@ -495,6 +495,13 @@ fn step_run(
 }
 
 /// Writes a batch's transitions; returns (written, lease lost).
+///
+/// Multi-row statements per batch: the transitions in one
+/// `UPDATE … FROM (VALUES …) … AND lease_owner = $1 RETURNING id` (only the
+/// runs whose lease is still held are written, and only their steps and
+/// effects follow), the steps in one insert, the effect keys in one
+/// `INSERT … ON CONFLICT DO NOTHING RETURNING` (only effects whose key is
+/// new are performed), and the profile updates in one read and one write.
 fn write_batch(
     ctx: &mut WriteCtx<'_>,
     writes: Vec<RunWrite>,
@@ -502,23 +509,136 @@ fn write_batch(
 ) -> Result<(usize, usize), StoreError> {
     let now_us = to_micros(now);
     let (mut done, mut lost) = (0, 0);
-    for w in writes {
-        if !runs::finish(ctx.conn, &w.update)? {
-            lost += 1;
-            continue;
-        }
-        done += 1;
-        for s in &w.steps {
-            runs::insert_step(ctx.conn, s)?;
-        }
-        for (action_id, kind, effect) in w.effects {
-            if !runs::record_effect(ctx.conn, &w.update.id, &action_id, kind, now_us)? {
-                continue;
+    let mut kept = Vec::with_capacity(writes.len());
+    let one_owner = writes
+        .first()
+        .map(|w| &w.update.lease_owner)
+        .filter(|o| writes.iter().all(|w| &w.update.lease_owner == *o))
+        .cloned();
+    match one_owner {
+        Some(owner) => {
+            let updates: Vec<&RunUpdate> = writes.iter().map(|w| &w.update).collect();
+            let held = runs::finish_many(ctx.conn, &owner, &updates)?;
+            for w in writes {
+                if held.contains(&w.update.id) {
+                    done += 1;
+                    kept.push(w);
+                } else {
+                    lost += 1;
+                }
             }
-            perform(ctx, effect, now_us)?;
+        }
+        None => {
+            for w in writes {
+                if !runs::finish(ctx.conn, &w.update)? {
+                    lost += 1;
+                    continue;
+                }
+                done += 1;
+                kept.push(w);
+            }
         }
     }
+    let steps: Vec<&StepRow> = kept.iter().flat_map(|w| w.steps.iter()).collect();
+    runs::insert_steps(ctx.conn, &steps)?;
+    let keys: Vec<runs::EffectKey<'_>> = kept
+        .iter()
+        .flat_map(|w| {
+            w.effects
+                .iter()
+                .map(|(action, kind, _)| (w.update.id.as_str(), action.as_str(), *kind))
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok((done, lost));
+    }
+    let mut fresh = runs::record_effects(ctx.conn, &keys, now_us)?;
+    drop(keys);
+    let mut profile_ops = Vec::new();
+    for w in kept {
+        let run_id = w.update.id;
+        for (action_id, _, effect) in w.effects {
+            // Removing the key makes a repeated (run, action) count once.
+            if !fresh.remove(&(run_id.clone(), action_id)) {
+                continue;
+            }
+            match effect {
+                EffectWrite::Profile {
+                    profile_id,
+                    operations,
+                    today,
+                } => profile_ops.push((profile_id, operations, today)),
+                other => perform(ctx, other, now_us)?,
+            }
+        }
+    }
+    update_profiles(ctx, profile_ops, now_us)?;
     Ok((done, lost))
+}
+
+/// Applies update-profile effects: one read of every profile involved,
+/// operations applied in order in memory, one multi-row write. Read
+/// inside the write transaction so a concurrent API update to the same
+/// profile is not lost.
+fn update_profiles(
+    ctx: &mut WriteCtx<'_>,
+    ops: Vec<(String, Vec<ProfileOperation>, chrono::NaiveDate)>,
+    now_us: i64,
+) -> Result<(), StoreError> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<String> = ops.iter().map(|(id, _, _)| id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut props: HashMap<String, Map<String, Value>> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(512) {
+        let (list, n) = in_list(1, chunk.len());
+        let sql = format!("SELECT id, properties FROM profiles WHERE id IN ({list})");
+        for r in ctx.conn.query(&sql, &padded(chunk, n))? {
+            let m = match r.json(1)? {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            props.insert(r.text(0)?, m);
+        }
+    }
+    for (id, operations, today) in &ops {
+        // A profile that no longer exists is skipped.
+        if let Some(m) = props.get_mut(id) {
+            apply_operations(m, operations, *today);
+        }
+    }
+    let rows: Vec<(String, String)> = ids
+        .into_iter()
+        .filter_map(|id| {
+            let m = props.remove(&id)?;
+            Some((id, Value::Object(m).to_string()))
+        })
+        .collect();
+    for chunk in rows.chunks(1024) {
+        let n = chunk.len().next_power_of_two();
+        let values = (0..n)
+            .map(|r| format!("(${}, ${})", 2 + 2 * r, 3 + 2 * r))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE profiles SET properties = v.column2, updated = $1 \
+             FROM (VALUES {values}) AS v WHERE profiles.id = v.column1"
+        );
+        let mut p: Vec<Param<'_>> = Vec::with_capacity(1 + 2 * n);
+        p.push(Param::Int(now_us));
+        for i in 0..n {
+            let (id, json) = &chunk[i.min(chunk.len() - 1)];
+            p.push(Param::Text(id));
+            p.push(Param::Text(json));
+        }
+        ctx.conn.execute(&sql, &p)?;
+        for (id, _) in chunk {
+            outflow_store::profiles::forget_applied(ctx.cache, id);
+        }
+    }
+    Ok(())
 }
 
 fn perform(ctx: &mut WriteCtx<'_>, effect: EffectWrite, now_us: i64) -> Result<(), StoreError> {

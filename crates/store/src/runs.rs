@@ -203,6 +203,65 @@ pub fn finish(conn: &mut dyn Conn, u: &RunUpdate) -> Result<bool, StoreError> {
     Ok(n == 1)
 }
 
+/// Writes many transitions of one lease owner with a few multi-row
+/// `UPDATE … FROM (VALUES …)` statements, like [`finish`] for each; returns
+/// the ids whose lease was still held (only those were written).
+pub fn finish_many(
+    conn: &mut dyn Conn,
+    owner: &str,
+    updates: &[&RunUpdate],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    const COLS: usize = 8;
+    let mut out = std::collections::HashSet::with_capacity(updates.len());
+    for chunk in updates.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.len().next_power_of_two();
+        // VALUES columns are column1… in both SQLite and PostgreSQL; the
+        // integer ones are cast so PostgreSQL types them.
+        let values = (0..rows)
+            .map(|r| {
+                let b = 2 + r * COLS;
+                format!(
+                    "(${}, ${}, ${}, ${}, CAST(${} AS BIGINT), CAST(${} AS BIGINT), \
+                     CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+                    b,
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE runs SET current_action = v.column2, state = v.column3, exit_reason = v.column4, \
+             due = v.column5, active = v.column6, step_count = v.column7, updated = v.column8, \
+             input = NULL, lease_owner = NULL, lease_until = NULL, last_worker = $1 \
+             FROM (VALUES {values}) AS v WHERE runs.id = v.column1 AND runs.lease_owner = $1 \
+             RETURNING runs.id"
+        );
+        let mut p: Vec<Param<'_>> = Vec::with_capacity(rows * COLS);
+        for u in chunk {
+            p.push(Param::Text(&u.id));
+            p.push(Param::from(&u.current_action));
+            p.push(Param::Text(&u.state));
+            p.push(Param::from(&u.exit_reason));
+            p.push(Param::from(u.due));
+            p.push(Param::from(u.active));
+            p.push(Param::Int(u.step_count));
+            p.push(Param::Int(u.updated));
+        }
+        pad_rows(&mut p, COLS, rows);
+        p.insert(0, Param::Text(owner));
+        for r in conn.query(&sql, &p)? {
+            out.insert(r.text(0)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Gives a claimed run back untouched (e.g. its flow version is missing).
 pub fn release_lease(conn: &mut dyn Conn, id: &str, owner: &str) -> Result<(), StoreError> {
     conn.execute(
@@ -229,6 +288,113 @@ pub fn insert_step(conn: &mut dyn Conn, s: &StepRow) -> Result<(), StoreError> {
         params![&s.run_id, s.n, &s.action_id, &s.outcome, s.at, &s.detail],
     )?;
     Ok(())
+}
+
+/// Rows per multi-row statement: a power of two, so a batch uses a handful
+/// of statement shapes, and small enough for SQLite's 32,766 and
+/// PostgreSQL's 65,535 parameters at 6 columns.
+const ROWS_PER_STATEMENT: usize = 1024;
+
+/// `($s, $s+1, …), (…)` for `rows` rows of `cols` columns from `$start`.
+fn values_list(start: usize, rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 7);
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            s.push('$');
+            s.push_str(&(start + r * cols + c).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// Pads a chunk's parameters to the statement's row count by repeating its
+/// last row (harmless under `ON CONFLICT DO NOTHING`).
+fn pad_rows(p: &mut Vec<Param<'_>>, cols: usize, rows: usize) {
+    let have = p.len() / cols;
+    if have == 0 {
+        return;
+    }
+    let last: Vec<Param<'_>> = p[p.len() - cols..].to_vec();
+    for _ in have..rows {
+        p.extend_from_slice(&last);
+    }
+}
+
+/// Inserts many steps with a few multi-row statements (existing (run, n)
+/// rows are kept).
+pub fn insert_steps(conn: &mut dyn Conn, steps: &[&StepRow]) -> Result<(), StoreError> {
+    const COLS: usize = 6;
+    for chunk in steps.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.len().next_power_of_two();
+        let sql = format!(
+            "INSERT INTO run_steps (run_id, n, action_id, outcome, at, detail) VALUES {} \
+             ON CONFLICT (run_id, n) DO NOTHING",
+            values_list(1, rows, COLS)
+        );
+        let mut p: Vec<Param<'_>> = Vec::with_capacity(rows * COLS);
+        for s in chunk {
+            p.push(Param::Text(&s.run_id));
+            p.push(Param::Int(s.n));
+            p.push(Param::Text(&s.action_id));
+            p.push(Param::Text(&s.outcome));
+            p.push(Param::Int(s.at));
+            p.push(Param::from(&s.detail));
+        }
+        pad_rows(&mut p, COLS, rows);
+        conn.execute(&sql, &p)?;
+    }
+    Ok(())
+}
+
+/// One effect key to claim: (run, action, kind).
+pub type EffectKey<'a> = (&'a str, &'a str, &'a str);
+
+/// Claims many effect keys with a few multi-row statements; returns the
+/// (run, action) keys that were newly inserted — only those effects may be
+/// performed, each once.
+pub fn record_effects(
+    conn: &mut dyn Conn,
+    keys: &[EffectKey<'_>],
+    at: i64,
+) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
+    const COLS: usize = 3;
+    let mut out = std::collections::HashSet::with_capacity(keys.len());
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.len().next_power_of_two();
+        let values = (0..rows)
+            .map(|r| {
+                let b = 2 + r * COLS;
+                format!("(${}, ${}, ${}, $1)", b, b + 1, b + 2)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO run_effects (run_id, action_id, kind, at) VALUES {values} \
+             ON CONFLICT (run_id, action_id) DO NOTHING RETURNING run_id, action_id"
+        );
+        let mut p: Vec<Param<'_>> = Vec::with_capacity(1 + rows * COLS);
+        p.push(Param::Int(at));
+        for (run, action, kind) in chunk {
+            p.push(Param::Text(run));
+            p.push(Param::Text(action));
+            p.push(Param::Text(kind));
+        }
+        let mut tail = p.split_off(1);
+        pad_rows(&mut tail, COLS, rows);
+        p.extend(tail);
+        for r in conn.query(&sql, &p)? {
+            out.insert((r.text(0)?, r.text(1)?));
+        }
+    }
+    Ok(out)
 }
 
 /// Claims the key of one effect; true only the first time, so the caller
