@@ -325,7 +325,69 @@ async fn reentry_default_and_versions(backend: &str) {
         .any(|r| r.profile_id == a && r.flow_version == 2));
 }
 
+/// Stores an event through the ingest path (the one with the writer's
+/// memory of the last attributes applied to each profile).
+async fn ingest(e: &common::Env, metric: &str, tier: &str, unique: &str) -> String {
+    use outflow_core::event::EventInput;
+    use outflow_core::profile::ProfileInput;
+    use outflow_core::Clock;
+    let attrs = json!({"email": "t@x.io", "properties": {"tier": tier}});
+    let profile = ProfileInput::from_attributes(attrs.as_object().expect("object")).expect("valid");
+    let ev = EventInput {
+        metric_name: metric.into(),
+        profile,
+        properties: serde_json::Map::new(),
+        time: Some(e.clock.now()),
+        value: None,
+        value_currency: None,
+        unique_id: Some(unique.into()),
+        backfill: false,
+    }
+    .validate(e.clock.now())
+    .expect("valid event");
+    let (account, now) = (e.account.clone(), e.now());
+    e.store
+        .write(move |ctx| outflow_store::events::ingest(ctx, &account, &ev, now))
+        .await
+        .expect("ingest")
+        .profile_id
+}
+
+async fn update_profile_then_repeated_event_attributes(backend: &str) {
+    let e = env(backend).await;
+    let p = ingest(&e, "Viewed", "a", "1").await;
+    ingest(&e, "Viewed", "a", "2").await;
+    ingest(&e, "Placed", "a", "3").await;
+    let account = e.account.clone();
+    let placed = e
+        .store
+        .read(move |c| outflow_store::metrics::list(c, &account, Some("Placed"), None, 1))
+        .await
+        .expect("metrics")[0]
+        .id
+        .clone();
+    e.settle().await;
+    e.flow(
+        "live",
+        ("metric", &placed),
+        json!({"triggers": [{"type": "metric", "id": placed}],
+               "actions": [update("1", "tier", "b", None)], "entry_action_id": "1"}),
+    )
+    .await;
+    ingest(&e, "Placed", "a", "4").await;
+    e.settle().await;
+    assert_eq!(
+        e.properties(&p).await["tier"],
+        "b",
+        "the flow's update-profile ran"
+    );
+    // The same attributes as before the flow's write must be applied again.
+    ingest(&e, "Viewed", "a", "5").await;
+    assert_eq!(e.properties(&p).await["tier"], "a");
+}
+
 on_both!(
+    update_profile_then_repeated_event_attributes,
     metric_trigger,
     list_trigger,
     profile_filter,
