@@ -22,6 +22,14 @@ impl Auth {
         }
     }
 
+    /// The webhook gate: adding, editing or removing webhook actions, their
+    /// destinations, the signing secret, and retrying or replaying
+    /// deliveries. Until access control (issue #6) lands this checks the
+    /// `webhooks:write` scope only.
+    pub fn require_webhook_access(&self) -> Result<(), ApiError> {
+        self.require("webhooks:write")
+    }
+
     pub fn account(&self) -> &str {
         &self.0.account_id
     }

@@ -130,6 +130,37 @@ pub fn router(state: AppState) -> Router {
             "/outflow/v1/profiles/{id}/runs",
             get(routes::review::profile_runs),
         )
+        .route("/outflow/v1/deliveries", get(routes::deliveries::list))
+        .route(
+            "/outflow/v1/deliveries/replay",
+            post(routes::deliveries::replay),
+        )
+        .route("/outflow/v1/deliveries/{id}", get(routes::deliveries::get))
+        .route(
+            "/outflow/v1/deliveries/{id}/retry",
+            post(routes::deliveries::retry),
+        )
+        .route(
+            "/outflow/v1/flows/{id}/actions/{action_id}/destination",
+            get(routes::deliveries::destination),
+        )
+        .route(
+            "/outflow/v1/flows/{id}/actions/{action_id}/destination/enable",
+            post(routes::deliveries::enable_destination),
+        )
+        .route(
+            "/outflow/v1/flows/{id}/actions/{action_id}/preview",
+            post(routes::deliveries::preview),
+        )
+        .route(
+            "/outflow/v1/signing-secret",
+            get(routes::deliveries::signing_secret),
+        )
+        .route(
+            "/outflow/v1/signing-secret/rotate",
+            post(routes::deliveries::rotate_signing_secret),
+        )
+        .route("/metrics", get(routes::deliveries::metrics))
         .with_state(state)
 }
 

@@ -17,6 +17,7 @@ pub struct AppState {
     keys: Arc<RwLock<HashMap<String, Arc<Principal>>>>,
     wake: Option<Wake>,
     webhooks_allow_private: Arc<Vec<String>>,
+    deliverer: Option<Arc<outflow_delivery::Deliverer>>,
 }
 
 /// Called after a write the flow engine follows (events, list joins, flow
@@ -32,7 +33,38 @@ impl AppState {
             keys: Arc::new(RwLock::new(HashMap::new())),
             wake: None,
             webhooks_allow_private: Arc::new(Vec::new()),
+            deliverer: None,
         }
+    }
+
+    /// Connects this process's delivery workers: woken after a retry or
+    /// replay, told when the signing secret changes, and read by `/metrics`.
+    pub fn with_deliverer(mut self, d: Arc<outflow_delivery::Deliverer>) -> Self {
+        self.deliverer = Some(d);
+        self
+    }
+
+    pub fn wake_delivery(&self) {
+        if let Some(d) = &self.deliverer {
+            d.notify();
+        }
+    }
+
+    pub fn secrets_changed(&self) {
+        if let Some(d) = &self.deliverer {
+            d.forget_secrets();
+        }
+    }
+
+    /// How long a replaced signing secret keeps signing.
+    pub fn rotation_window(&self) -> chrono::Duration {
+        self.deliverer
+            .as_ref()
+            .map_or(chrono::Duration::hours(24), |d| d.config().rotation_window)
+    }
+
+    pub fn delivery_metrics(&self) -> Option<Arc<outflow_delivery::metrics::Metrics>> {
+        self.deliverer.as_ref().map(|d| d.metrics.clone())
     }
 
     /// Sets the hook called after writes the engine follows.

@@ -361,12 +361,13 @@ async fn tick_timed(
     };
     phase[2] += t.elapsed();
     let t = Instant::now();
-    let sent = engine.sender.pass(store, now).await.expect("send");
+    let passed = engine.deliverer.pass().await.expect("send");
+    engine.deliverer.settle().await.expect("settle");
     phase[3] += t.elapsed();
     outflow_engine::Tick {
         dispatched,
         executed,
-        sent,
+        delivered: passed.claimed,
     }
 }
 

@@ -12,19 +12,20 @@ use crate::facts::Loaded;
 use crate::EngineError;
 use chrono::{DateTime, Duration, Utc};
 use outflow_core::clock::{from_micros, to_micros};
+use outflow_core::flow::definition::ActionKind;
 use outflow_core::flow::definition::{apply_operations, ProfileOperation};
+use outflow_core::flow::machine::WebhookRenderError;
 use outflow_core::flow::machine::{ExitReason, SkipReason, StepOutcome};
 use outflow_core::flow::{
-    advance, render_webhook, DeliveryOutcome, Effect, FlowDefinition, FlowStatus, Input,
-    MetricQuery, Run, RunState,
+    advance, webhook_context, CompiledWebhook, DeliveryOutcome, Effect, FlowDefinition, FlowStatus,
+    Input, MetricQuery, Run, RunState,
 };
 use outflow_store::db::{Conn, Param};
-use outflow_store::runs::{
-    self, in_list, input, padded, state, NewDelivery, RunRow, RunUpdate, StepRow,
-};
+use outflow_store::deliveries::{self, NewDelivery};
+use outflow_store::runs::{self, in_list, input, padded, state, RunRow, RunUpdate, StepRow};
 use outflow_store::WriteCtx;
 use outflow_store::{new_ulid, params, Store, StoreError};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,28 @@ use std::sync::{Arc, Mutex};
 struct Compiled {
     def: FlowDefinition,
     queries: Vec<MetricQuery>,
+    /// Each send-webhook action's templates, compiled once.
+    webhooks: HashMap<String, Result<Arc<CompiledWebhook>, WebhookRenderError>>,
+}
+
+impl Compiled {
+    fn new(def: FlowDefinition) -> Self {
+        let webhooks = def
+            .actions
+            .iter()
+            .filter_map(|a| match (&a.id, &a.kind) {
+                (Some(id), ActionKind::SendWebhook(w)) => {
+                    Some((id.clone(), CompiledWebhook::compile(w).map(Arc::new)))
+                }
+                _ => None,
+            })
+            .collect();
+        Self {
+            queries: def.required_metric_queries(),
+            def,
+            webhooks,
+        }
+    }
 }
 
 pub struct Executor {
@@ -54,7 +77,7 @@ pub struct Claimed {
 /// One performed effect, written in the batch transaction.
 #[derive(Debug, Clone)]
 enum EffectWrite {
-    Delivery(NewDelivery),
+    Delivery(Box<NewDelivery>),
     Profile {
         profile_id: String,
         operations: Vec<ProfileOperation>,
@@ -151,17 +174,17 @@ impl Executor {
                 }
             }
         }
-        let (fresh, statuses, facts) = store
+        let mut accounts: Vec<String> = claimed.runs.iter().map(|r| r.account_id.clone()).collect();
+        accounts.sort();
+        accounts.dedup();
+        let (fresh, statuses, facts, orgs) = store
             .read(move |conn| {
                 let mut fresh = HashMap::new();
                 for (flow, version) in missing {
                     if let Some(json) = outflow_store::flows::version(conn, &flow, version)? {
                         match FlowDefinition::parse(json, "") {
                             Ok(def) => {
-                                let c = Compiled {
-                                    queries: def.required_metric_queries(),
-                                    def,
-                                };
+                                let c = Compiled::new(def);
                                 for q in &c.queries {
                                     if !queries.contains(q) {
                                         queries.push(q.clone());
@@ -177,7 +200,12 @@ impl Executor {
                 }
                 let statuses = load_statuses(conn, &flow_ids)?;
                 let facts = Loaded::load(conn, &profile_ids, &queries)?;
-                Ok((fresh, statuses, facts))
+                let mut orgs = HashMap::new();
+                for a in accounts {
+                    let org = deliveries::organization(conn, &a)?;
+                    orgs.insert(a, org);
+                }
+                Ok((fresh, statuses, facts, orgs))
             })
             .await?;
         let mut defs = cached;
@@ -196,7 +224,8 @@ impl Executor {
                         .get(&row.flow_id)
                         .copied()
                         .unwrap_or(FlowStatus::Draft);
-                    writes.push(step_run(row, &claimed.owner, c, status, &facts, now));
+                    let org = orgs.get(&row.account_id).unwrap_or(&Value::Null);
+                    writes.push(step_run(row, &claimed.owner, c, status, &facts, org, now));
                 }
                 None => orphans.push(row.id),
             }
@@ -281,25 +310,6 @@ fn outcome_text(o: &StepOutcome) -> (&'static str, Option<String>) {
     }
 }
 
-/// Klaviyo's template context for a webhook.
-fn template_context(profile: &Value, event: Option<&Value>) -> Value {
-    let mut person = match profile {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    // `person|lookup:'Key'` and `person.Key` read custom properties too.
-    if let Some(Value::Object(props)) = person.get("properties").cloned() {
-        for (k, v) in props {
-            person.entry(k).or_insert(v);
-        }
-    }
-    json!({
-        "person": Value::Object(person),
-        "event": event.cloned().unwrap_or(Value::Null),
-        "organization": {},
-    })
-}
-
 /// Advances one run as far as it goes now, turning effects into rows.
 fn step_run(
     row: RunRow,
@@ -307,6 +317,7 @@ fn step_run(
     c: &Compiled,
     status: FlowStatus,
     facts: &Loaded,
+    organization: &Value,
     now: DateTime<Utc>,
 ) -> RunWrite {
     let now_us = to_micros(now);
@@ -377,22 +388,41 @@ fn step_run(
         for e in t.effects {
             match e {
                 Effect::SendWebhook { action_id, webhook } => {
-                    let ctx = template_context(&pf.profile, run.event.as_ref());
-                    let d = match render_webhook(&webhook, &ctx, now) {
-                        Ok(r) => NewDelivery {
-                            id: new_ulid(),
-                            account_id: row.account_id.clone(),
-                            run_id: row.id.clone(),
-                            action_id: action_id.clone(),
-                            url: r.url,
-                            method: r.method,
-                            headers: serde_json::to_string(&r.headers)
-                                .unwrap_or_else(|_| "[]".into()),
-                            body: r.body,
-                            status: "pending".into(),
-                            last_error: None,
-                            now: now_us,
-                        },
+                    let ctx = webhook_context(&pf.profile, run.event.as_ref(), organization, None);
+                    let rendered = match c.webhooks.get(&action_id) {
+                        Some(Ok(t)) => t.render(&ctx, now),
+                        Some(Err(e)) => Err(e.clone()),
+                        None => {
+                            CompiledWebhook::compile(&webhook).and_then(|t| t.render(&ctx, now))
+                        }
+                    };
+                    let response_map = (!webhook.response_to_profile.is_empty())
+                        .then(|| serde_json::to_string(&webhook.response_to_profile).ok())
+                        .flatten();
+                    let mut d = NewDelivery {
+                        id: new_ulid(),
+                        account_id: row.account_id.clone(),
+                        run_id: row.id.clone(),
+                        flow_id: row.flow_id.clone(),
+                        profile_id: row.profile_id.clone(),
+                        action_id: action_id.clone(),
+                        url: webhook.url.clone(),
+                        method: webhook.method.clone(),
+                        headers: "[]".into(),
+                        body: String::new(),
+                        response_map,
+                        status: deliveries::status::PENDING.into(),
+                        last_error: None,
+                        now: now_us,
+                    };
+                    match rendered {
+                        Ok(r) => {
+                            d.url = r.url;
+                            d.method = r.method;
+                            d.headers =
+                                serde_json::to_string(&r.headers).unwrap_or_else(|_| "[]".into());
+                            d.body = r.body;
+                        }
                         Err(err) => {
                             render_failed = true;
                             push_step(
@@ -401,22 +431,14 @@ fn step_run(
                                 "delivery skipped",
                                 Some(err.to_string()),
                             );
-                            NewDelivery {
-                                id: new_ulid(),
-                                account_id: row.account_id.clone(),
-                                run_id: row.id.clone(),
-                                action_id: action_id.clone(),
-                                url: webhook.url.clone(),
-                                method: webhook.method.clone(),
-                                headers: "[]".into(),
-                                body: String::new(),
-                                status: "skipped".into(),
-                                last_error: Some(err.to_string()),
-                                now: now_us,
+                            if let WebhookRenderError::BodyNotJson { body, .. } = &err {
+                                d.body = body.clone();
                             }
+                            d.status = deliveries::status::SKIPPED.into();
+                            d.last_error = Some(err.to_string());
                         }
-                    };
-                    effects.push((action_id, "webhook", EffectWrite::Delivery(d)));
+                    }
+                    effects.push((action_id, "webhook", EffectWrite::Delivery(Box::new(d))));
                 }
                 Effect::UpdateProfile {
                     action_id,
@@ -645,7 +667,7 @@ fn perform(ctx: &mut WriteCtx<'_>, effect: EffectWrite, now_us: i64) -> Result<(
     let conn: &mut dyn Conn = &mut *ctx.conn;
     match effect {
         EffectWrite::Delivery(d) => {
-            runs::insert_delivery(conn, &d)?;
+            deliveries::insert(conn, &d)?;
         }
         EffectWrite::Profile {
             profile_id,

@@ -1,7 +1,7 @@
 //! Outflow's flow engine (issue #4): [`dispatch`] turns new events and list
 //! joins into runs, [`executor`] advances due runs with the pure state
-//! machine in `outflow_core::flow`, [`sender`] sends webhooks, [`facts`]
-//! loads what conditions read. All state lives in the store (runs are rows
+//! machine in `outflow_core::flow`, webhooks go to `outflow_delivery`'s
+//! [`Deliverer`], [`facts`] loads what conditions read. All state lives in the store (runs are rows
 //! with a due time and a lease), so any number of workers — in one process
 //! or several on one PostgreSQL — share the work, and a crashed one loses
 //! nothing. All time comes from the injected [`Clock`]: tests move it and
@@ -10,7 +10,8 @@
 pub mod dispatch;
 pub mod executor;
 pub mod facts;
-pub mod sender;
+
+pub use outflow_delivery::{Deliverer, DeliveryConfig};
 
 use chrono::Duration;
 use outflow_core::Clock;
@@ -23,8 +24,8 @@ use tokio::sync::Notify;
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("http client: {0}")]
-    Http(String),
+    #[error(transparent)]
+    Delivery(#[from] outflow_delivery::DeliveryError),
 }
 
 #[derive(Debug, Clone)]
@@ -37,17 +38,21 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// How long the background loop waits when there was nothing to do.
     pub poll: std::time::Duration,
-    pub http_timeout: std::time::Duration,
+    pub delivery: DeliveryConfig,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
+        let worker_id = format!("w-{}", outflow_store::new_short_id());
         Self {
-            worker_id: format!("w-{}", outflow_store::new_short_id()),
+            delivery: DeliveryConfig {
+                worker_id: worker_id.clone(),
+                ..DeliveryConfig::default()
+            },
+            worker_id,
             batch: 1000,
             lease: Duration::seconds(60),
             poll: std::time::Duration::from_millis(100),
-            http_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -57,14 +62,14 @@ impl Default for EngineConfig {
 pub struct Tick {
     pub dispatched: dispatch::Dispatched,
     pub executed: executor::Executed,
-    pub sent: sender::Sent,
+    /// Deliveries leased and finished (in [`Engine::tick`], every started
+    /// delivery is awaited).
+    pub delivered: usize,
 }
 
 impl Tick {
     pub fn is_idle(&self) -> bool {
-        self.dispatched.items == 0
-            && self.executed.claimed == 0
-            && self.sent.succeeded + self.sent.skipped == 0
+        self.dispatched.items == 0 && self.executed.claimed == 0 && self.delivered == 0
     }
 
     fn add(&mut self, t: Tick) {
@@ -73,8 +78,7 @@ impl Tick {
         self.executed.claimed += t.executed.claimed;
         self.executed.advanced += t.executed.advanced;
         self.executed.lost += t.executed.lost;
-        self.sent.succeeded += t.sent.succeeded;
-        self.sent.skipped += t.sent.skipped;
+        self.delivered += t.delivered;
     }
 }
 
@@ -84,7 +88,7 @@ pub struct Engine {
     config: EngineConfig,
     pub dispatcher: dispatch::Dispatcher,
     pub executor: executor::Executor,
-    pub sender: sender::Sender,
+    pub deliverer: Arc<Deliverer>,
     wake: Notify,
 }
 
@@ -101,12 +105,11 @@ impl Engine {
         Ok(Self {
             dispatcher: dispatch::Dispatcher::new(config.batch),
             executor: executor::Executor::new(config.worker_id.clone(), config.batch, config.lease),
-            sender: sender::Sender::new(
-                config.worker_id.clone(),
-                config.batch,
-                config.lease,
-                config.http_timeout,
-            )?,
+            deliverer: Arc::new(Deliverer::new(
+                store.clone(),
+                clock.clone(),
+                config.delivery.clone(),
+            )?),
             store,
             clock,
             config,
@@ -118,18 +121,32 @@ impl Engine {
         &self.store
     }
 
-    /// One batch of each kind of work: refresh the flow index if flows
-    /// changed, dispatch new feed items, advance due runs, send webhooks.
-    pub async fn tick(&self) -> Result<Tick, EngineError> {
+    /// Dispatch and execution: one batch of each. Wakes the deliverer when
+    /// runs moved (they may have written deliveries).
+    async fn work(&self) -> Result<Tick, EngineError> {
         self.dispatcher.refresh(&self.store).await?;
         let dispatched = self.dispatcher.pass(&self.store, self.clock.now()).await?;
         let executed = self.executor.pass(&self.store, self.clock.now()).await?;
-        let sent = self.sender.pass(&self.store, self.clock.now()).await?;
+        if executed.advanced > 0 {
+            self.deliverer.notify();
+        }
         Ok(Tick {
             dispatched,
             executed,
-            sent,
+            delivered: 0,
         })
+    }
+
+    /// One batch of each kind of work: refresh the flow index if flows
+    /// changed, dispatch new feed items, advance due runs, and send the due
+    /// webhooks, waiting for every one of them (tests; `serve` runs
+    /// delivery in its own loops so a slow endpoint never holds up runs).
+    pub async fn tick(&self) -> Result<Tick, EngineError> {
+        let mut t = self.work().await?;
+        let passed = self.deliverer.pass().await?;
+        self.deliverer.settle().await?;
+        t.delivered = passed.claimed;
+        Ok(t)
     }
 
     /// Ticks until a tick finds nothing to do (at the current clock time).
@@ -154,13 +171,14 @@ impl Engine {
     /// wait for [`Engine::notify`] or the poll interval.
     pub fn spawn(self: Arc<Self>) -> Worker {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let delivery = self.deliverer.clone().spawn(self.config.poll);
         let engine = self;
         let task = tokio::spawn(async move {
             loop {
                 if *stopped.borrow() {
                     break;
                 }
-                let busy = match engine.tick().await {
+                let busy = match engine.work().await {
                     Ok(t) => !t.is_idle(),
                     Err(e) => {
                         tracing::error!(error = %e, "engine pass failed");
@@ -177,7 +195,11 @@ impl Engine {
                 }
             }
         });
-        Worker { task, stop }
+        Worker {
+            task,
+            stop,
+            delivery,
+        }
     }
 }
 
@@ -185,6 +207,7 @@ impl Engine {
 pub struct Worker {
     task: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
+    delivery: outflow_delivery::DeliveryTasks,
 }
 
 impl Worker {
@@ -192,5 +215,6 @@ impl Worker {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        self.delivery.stop().await;
     }
 }

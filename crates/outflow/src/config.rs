@@ -26,6 +26,20 @@ pub struct Config {
     /// separated, e.g. `127.0.0.1,10.0.0.0/8`). Empty: HTTPS only.
     #[serde(default, deserialize_with = "comma_list")]
     pub webhooks_allow_private: Vec<String>,
+    /// Webhook connect timeout in milliseconds (`OUTFLOW_WEBHOOKS_CONNECT_TIMEOUT_MS`).
+    pub webhooks_connect_timeout_ms: u64,
+    /// Webhook total timeout per attempt in milliseconds (`OUTFLOW_WEBHOOKS_TIMEOUT_MS`).
+    pub webhooks_timeout_ms: u64,
+    /// Attempts per delivery before it fails (`OUTFLOW_WEBHOOKS_RETRY_ATTEMPTS`; Klaviyo: 17).
+    pub webhooks_retry_attempts: u32,
+    /// First retry delay in seconds; each next one doubles, ±20% jitter.
+    pub webhooks_retry_initial_seconds: u64,
+    /// Longest delay between two attempts in seconds.
+    pub webhooks_retry_max_interval_seconds: u64,
+    /// Requests in flight at once per destination host.
+    pub webhooks_per_host_concurrency: usize,
+    /// How long a replaced signing secret keeps signing, in hours.
+    pub webhooks_rotation_window_hours: u64,
 }
 
 /// A list given as a TOML array or as one comma-separated string (how an
@@ -56,6 +70,13 @@ impl Default for Config {
             bootstrap_api_key: None,
             log: "info".into(),
             webhooks_allow_private: Vec::new(),
+            webhooks_connect_timeout_ms: 5_000,
+            webhooks_timeout_ms: 15_000,
+            webhooks_retry_attempts: 17,
+            webhooks_retry_initial_seconds: 5,
+            webhooks_retry_max_interval_seconds: 3 * 3600,
+            webhooks_per_host_concurrency: 64,
+            webhooks_rotation_window_hours: 24,
         }
     }
 }
@@ -93,6 +114,13 @@ impl Config {
                     "bootstrap_api_key",
                     "log",
                     "webhooks_allow_private",
+                    "webhooks_connect_timeout_ms",
+                    "webhooks_timeout_ms",
+                    "webhooks_retry_attempts",
+                    "webhooks_retry_initial_seconds",
+                    "webhooks_retry_max_interval_seconds",
+                    "webhooks_per_host_concurrency",
+                    "webhooks_rotation_window_hours",
                 ]))
                 .merge(Serialized::defaults(overrides)),
         )
@@ -114,6 +142,25 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The engine's settings, webhook delivery included.
+    pub fn engine(&self) -> outflow_engine::EngineConfig {
+        let mut e = outflow_engine::EngineConfig::default();
+        let d = &mut e.delivery;
+        d.allow_private = self.webhooks_allow_private.clone();
+        d.connect_timeout = std::time::Duration::from_millis(self.webhooks_connect_timeout_ms);
+        d.timeout = std::time::Duration::from_millis(self.webhooks_timeout_ms);
+        d.policy.max_attempts = self.webhooks_retry_attempts.max(1);
+        d.policy.initial = chrono::Duration::seconds(self.webhooks_retry_initial_seconds as i64);
+        d.policy.max_interval =
+            chrono::Duration::seconds(self.webhooks_retry_max_interval_seconds as i64);
+        d.per_host = self.webhooks_per_host_concurrency.max(1);
+        d.rotation_window = chrono::Duration::hours(self.webhooks_rotation_window_hours as i64);
+        // A claim outlives a full host queue draining at the timeout.
+        let drain = d.timeout.as_secs() as i64 * (d.per_host_queue / d.per_host).max(1) as i64;
+        d.lease = chrono::Duration::seconds((2 * drain).max(120));
+        e
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {

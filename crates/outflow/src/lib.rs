@@ -64,17 +64,14 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let engine = Arc::new(
-        outflow_engine::Engine::new(
-            store.clone(),
-            clock.clone(),
-            outflow_engine::EngineConfig::default(),
-        )
-        .context("starting the flow engine")?,
+        outflow_engine::Engine::new(store.clone(), clock.clone(), config.engine())
+            .context("starting the flow engine")?,
     );
     let workers = engine.clone().spawn();
     let woken = engine.clone();
     let state = outflow_api::AppState::new(store, clock)
         .with_wake(Arc::new(move || woken.notify()))
+        .with_deliverer(engine.deliverer.clone())
         .with_webhooks_allow_private(config.webhooks_allow_private.clone());
     let app = outflow_api::router(state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

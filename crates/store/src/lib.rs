@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod cache;
 pub mod catalog;
 pub mod db;
+pub mod deliveries;
 pub mod events;
 pub mod flows;
 pub mod lists;

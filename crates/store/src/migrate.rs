@@ -29,6 +29,10 @@ const SQLITE: &[Migration] = &[
         version: 5,
         sql: include_str!("../migrations/sqlite/0005_run_worker.sql"),
     },
+    Migration {
+        version: 7,
+        sql: include_str!("../migrations/sqlite/0007_delivery.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -51,6 +55,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 5,
         sql: include_str!("../migrations/postgres/0005_run_worker.sql"),
+    },
+    Migration {
+        version: 7,
+        sql: include_str!("../migrations/postgres/0007_delivery.sql"),
     },
 ];
 
@@ -75,15 +83,14 @@ fn apply(conn: &mut dyn Conn, dialect: Dialect) -> Result<usize, StoreError> {
     conn.batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied BIGINT NOT NULL)",
     )?;
-    let current = conn
-        .query(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            &[],
-        )?
-        .first()
+    // Versions are applied when unrecorded, not merely when newer than the
+    // highest: migrations written on parallel branches land out of order.
+    let recorded: std::collections::HashSet<i64> = conn
+        .query("SELECT version FROM schema_migrations", &[])?
+        .iter()
         .map(|r| r.int(0))
-        .transpose()?
-        .unwrap_or(0);
+        .collect::<Result<_, _>>()?;
+    let current = recorded.iter().copied().max().unwrap_or(0);
     let all = match dialect {
         Dialect::Sqlite => SQLITE,
         Dialect::Postgres => POSTGRES,
@@ -98,7 +105,7 @@ fn apply(conn: &mut dyn Conn, dialect: Dialect) -> Result<usize, StoreError> {
         }
     }
     let mut applied = 0;
-    for m in all.iter().filter(|m| m.version > current) {
+    for m in all.iter().filter(|m| !recorded.contains(&m.version)) {
         crate::db::in_transaction(conn, |c| {
             c.batch(m.sql)?;
             c.execute(

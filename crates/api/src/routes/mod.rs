@@ -2,6 +2,7 @@
 //! `/outflow/v1/`.
 
 pub mod catalog;
+pub mod deliveries;
 pub mod events;
 pub mod flows;
 pub mod health;

@@ -492,46 +492,129 @@ pub struct RenderedWebhook {
 pub enum WebhookRenderError {
     #[error("the {field} template: {message}")]
     Template { field: String, message: String },
-    #[error("the body did not render to valid JSON: {0}")]
-    BodyNotJson(String),
+    /// The rendered text is kept so the delivery log can show it.
+    #[error("invalid JSON body: {error}")]
+    BodyNotJson { error: String, body: String },
+}
+
+/// A webhook's templates compiled once per flow version, so a run renders
+/// without parsing.
+#[derive(Debug)]
+pub struct CompiledWebhook {
+    method: String,
+    url: Template,
+    headers: Vec<(String, Template)>,
+    body: Option<Template>,
+}
+
+impl CompiledWebhook {
+    pub fn compile(webhook: &Webhook) -> Result<Self, WebhookRenderError> {
+        let compile = |src: &str, field: &str| {
+            Template::compile(src, &webhook_template_options()).map_err(|e| {
+                WebhookRenderError::Template {
+                    field: field.to_owned(),
+                    message: e.to_string(),
+                }
+            })
+        };
+        let mut headers = Vec::with_capacity(webhook.headers.len());
+        for (name, value) in &webhook.headers {
+            headers.push((name.clone(), compile(value, name)?));
+        }
+        Ok(Self {
+            method: webhook.method.clone(),
+            url: compile(&webhook.url, "url")?,
+            headers,
+            body: webhook
+                .body
+                .as_deref()
+                .map(|b| compile(b, "body"))
+                .transpose()?,
+        })
+    }
+
+    /// Renders url, header values and body against `context`
+    /// (see [`webhook_context`]), at `now` for date tags. The body must be
+    /// valid JSON.
+    pub fn render(
+        &self,
+        context: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<RenderedWebhook, WebhookRenderError> {
+        let ctx = Context::from_json(context).with_now(now.naive_utc());
+        let render = |t: &Template, field: &str| {
+            t.render(&ctx).map_err(|e| WebhookRenderError::Template {
+                field: field.to_owned(),
+                message: e.to_string(),
+            })
+        };
+        let url = render(&self.url, "url")?.trim().to_owned();
+        let mut headers = Vec::with_capacity(self.headers.len());
+        for (name, t) in &self.headers {
+            headers.push((name.clone(), render(t, name)?));
+        }
+        let body = match &self.body {
+            Some(t) => render(t, "body")?,
+            None => "{}".to_owned(),
+        };
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&body) {
+            return Err(WebhookRenderError::BodyNotJson {
+                error: e.to_string(),
+                body,
+            });
+        }
+        Ok(RenderedWebhook {
+            method: self.method.clone(),
+            url,
+            headers,
+            body,
+        })
+    }
 }
 
 /// Render a webhook's url, header values and body against `context`
 /// (`{"person": …, "event": …, "organization": …}`), at `now` for date tags.
-/// The body must come out as JSON.
 pub fn render_webhook(
     webhook: &Webhook,
     context: &Value,
     now: DateTime<Utc>,
 ) -> Result<RenderedWebhook, WebhookRenderError> {
-    let ctx = Context::from_json(context).with_now(now.naive_utc());
-    let render = |src: &str, field: &str| {
-        Template::compile(src, &webhook_template_options())
-            .map_err(|e| e.to_string())
-            .and_then(|t| t.render(&ctx).map_err(|e| e.to_string()))
-            .map_err(|message| WebhookRenderError::Template {
-                field: field.to_owned(),
-                message,
-            })
+    CompiledWebhook::compile(webhook)?.render(context, now)
+}
+
+/// Klaviyo's template context for a webhook: `person` (attributes, with
+/// custom properties also at the top level so `person.Key` and
+/// `person|lookup:'Key'` both work), `event` (the trigger event's
+/// properties; empty for list, segment and date flows), `organization`
+/// (account settings) and, for price-drop flows, `catalog_item`.
+pub fn webhook_context(
+    profile: &Value,
+    event: Option<&Value>,
+    organization: &Value,
+    catalog_item: Option<&Value>,
+) -> Value {
+    let mut person = match profile {
+        Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
     };
-    let url = render(&webhook.url, "url")?.trim().to_owned();
-    let mut headers = Vec::with_capacity(webhook.headers.len());
-    for (name, value) in &webhook.headers {
-        headers.push((name.clone(), render(value, name)?));
+    if let Some(Value::Object(props)) = person.get("properties").cloned() {
+        for (k, v) in props {
+            person.entry(k).or_insert(v);
+        }
     }
-    let body = match &webhook.body {
-        Some(b) => render(b, "body")?,
-        None => "{}".to_owned(),
-    };
-    if let Err(e) = serde_json::from_str::<Value>(&body) {
-        return Err(WebhookRenderError::BodyNotJson(e.to_string()));
+    let mut ctx = serde_json::Map::new();
+    ctx.insert("person".into(), Value::Object(person));
+    ctx.insert(
+        "event".into(),
+        event
+            .cloned()
+            .unwrap_or_else(|| Value::Object(serde_json::Map::new())),
+    );
+    ctx.insert("organization".into(), organization.clone());
+    if let Some(item) = catalog_item {
+        ctx.insert("catalog_item".into(), item.clone());
     }
-    Ok(RenderedWebhook {
-        method: webhook.method.clone(),
-        url,
-        headers,
-        body,
-    })
+    Value::Object(ctx)
 }
 
 #[cfg(test)]
@@ -1009,7 +1092,7 @@ mod tests {
         };
         assert!(matches!(
             render_webhook(&bad, &ctx, utc("2026-01-01T00:00:00Z")),
-            Err(WebhookRenderError::BodyNotJson(_))
+            Err(WebhookRenderError::BodyNotJson { .. })
         ));
     }
 }

@@ -22,8 +22,8 @@ pub use condition::{
 pub use definition::{assign_ids, Action, ActionKind, ActionStatus, FlowDefinition, Trigger};
 pub use delay::{wake_at, TimeDelay};
 pub use machine::{
-    advance, entry, may_enter, render_webhook, DeliveryOutcome, Effect, EntryDecision, FlowStatus,
-    Input, Run, RunState, Transition, TriggerContext,
+    advance, entry, may_enter, render_webhook, webhook_context, CompiledWebhook, DeliveryOutcome,
+    Effect, EntryDecision, FlowStatus, Input, Run, RunState, Transition, TriggerContext,
 };
 pub use validate::{check, validate, Checks};
 

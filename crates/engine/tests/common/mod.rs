@@ -55,7 +55,21 @@ pub async fn env(backend: &str) -> Env {
 }
 
 pub fn engine_on(store: &Store, clock: &Arc<ManualClock>) -> Engine {
-    Engine::new(store.clone(), clock.clone(), EngineConfig::default()).expect("engine")
+    engine_with(store, clock, |_| {})
+}
+
+/// An engine whose webhooks may reach the test receivers on 127.0.0.1,
+/// with settings changed by `f`.
+pub fn engine_with(
+    store: &Store,
+    clock: &Arc<ManualClock>,
+    f: impl FnOnce(&mut EngineConfig),
+) -> Engine {
+    let mut config = EngineConfig::default();
+    config.delivery.allow_private = vec!["127.0.0.1".into()];
+    config.delivery.timeout = std::time::Duration::from_secs(5);
+    f(&mut config);
+    Engine::new(store.clone(), clock.clone(), config).expect("engine")
 }
 
 impl Env {
@@ -330,4 +344,151 @@ macro_rules! on_both {
             }
         })*
     };
+}
+
+/// One scripted answer of a [`Scripted`] receiver.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Wait this long before answering (to provoke timeouts).
+    pub delay: Option<std::time::Duration>,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+            delay: None,
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn body(mut self, b: &str) -> Self {
+        self.body = b.into();
+        self
+    }
+
+    pub fn delay(mut self, d: std::time::Duration) -> Self {
+        self.delay = Some(d);
+        self
+    }
+}
+
+/// A request as a receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A receiver on 127.0.0.1:0 that answers with the scripted replies in
+/// order (the last one repeats) and records every request whole.
+pub struct Scripted {
+    pub url: String,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Scripted {
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+pub async fn scripted(replies: Vec<Reply>) -> Scripted {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let (s, replies) = (seen.clone(), Arc::new(replies));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                break;
+            };
+            let (s, replies) = (s.clone(), replies.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let mut lines = text[..end].lines();
+                    let line = lines.next().unwrap_or("").to_owned();
+                    let headers: Vec<(String, String)> = lines
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                        .collect();
+                    let len = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    let body = text[end + 4..end + 4 + len].to_owned();
+                    let n = {
+                        let mut g = s.lock().expect("lock");
+                        g.push(Seen {
+                            line,
+                            headers,
+                            body,
+                        });
+                        g.len()
+                    };
+                    let r = replies[(n - 1).min(replies.len() - 1)].clone();
+                    if let Some(d) = r.delay {
+                        tokio::time::sleep(d).await;
+                    }
+                    let mut resp = format!(
+                        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: keep-alive\r\n",
+                        r.status,
+                        r.body.len()
+                    );
+                    for (k, v) in &r.headers {
+                        resp.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    resp.push_str("\r\n");
+                    resp.push_str(&r.body);
+                    if sock.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    buf.clear();
+                }
+            });
+        }
+    });
+    Scripted {
+        url: format!("http://{addr}/hook"),
+        seen,
+    }
 }

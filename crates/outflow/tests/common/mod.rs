@@ -31,6 +31,7 @@ pub async fn start_on(db: TestDb) -> App {
         bootstrap_api_key: Some(KEY.into()),
         log: "warn".into(),
         webhooks_allow_private: vec!["127.0.0.1".into()],
+        ..Config::default()
     };
     let clock = Arc::new(ManualClock::new(
         chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")

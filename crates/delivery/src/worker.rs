@@ -1,0 +1,694 @@
+//! The delivery worker. A pass leases due deliveries in a batch and starts
+//! one task per delivery; each task waits for a slot of its host (a
+//! concurrency limit per host), sends, and hands its result to the recorder,
+//! which writes finished attempts in batches (one transaction each). A host
+//! whose breaker is open, or whose queue is full, gets its deliveries
+//! deferred without an attempt, so a dead or slow endpoint holds only its
+//! own slots and never delays the others.
+
+use crate::breaker::{Admit, Breaker, BreakerConfig};
+use crate::client::{self, Answer, Request};
+use crate::guard::AllowList;
+use crate::metrics::Metrics;
+use crate::policy::{classify, parse_retry_after, RetryPolicy, Verdict};
+use crate::signing::{signature_header, Secret};
+use crate::DeliveryError;
+use chrono::{DateTime, Duration, Utc};
+use outflow_core::clock::to_micros;
+use outflow_core::Clock;
+use outflow_store::deliveries::{self, status, AttemptLog, Claimed, Next, Recorded};
+use outflow_store::Store;
+use rand::Rng;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Names this process's leases.
+    pub worker_id: String,
+    /// First attempts claimed per pass; retries get a quarter of it.
+    pub batch: usize,
+    /// How long a claim is held; longer than a host queue takes to drain.
+    pub lease: Duration,
+    pub connect_timeout: std::time::Duration,
+    pub timeout: std::time::Duration,
+    /// Requests in flight at once per destination host.
+    pub per_host: usize,
+    /// Deliveries waiting for one host beyond which new ones are deferred.
+    pub per_host_queue: usize,
+    pub policy: RetryPolicy,
+    pub breaker: BreakerConfig,
+    /// `webhooks.allow_private`: hosts, addresses, CIDR blocks.
+    pub allow_private: Vec<String>,
+    /// How long a replaced signing secret keeps signing.
+    pub rotation_window: Duration,
+    /// Bytes of each response body kept in the log.
+    pub response_limit: usize,
+    /// How long a deferred delivery waits when its host is saturated.
+    pub defer: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: format!("w-{}", outflow_store::new_short_id()),
+            batch: 1000,
+            lease: Duration::seconds(120),
+            connect_timeout: std::time::Duration::from_secs(5),
+            timeout: std::time::Duration::from_secs(15),
+            per_host: 64,
+            per_host_queue: 256,
+            policy: RetryPolicy::default(),
+            breaker: BreakerConfig::default(),
+            allow_private: Vec::new(),
+            rotation_window: Duration::hours(24),
+            response_limit: 64 * 1024,
+            defer: Duration::seconds(1),
+        }
+    }
+}
+
+/// One destination host's share of the worker.
+struct Host {
+    slots: Semaphore,
+    queued: AtomicUsize,
+    breaker: Mutex<Breaker>,
+}
+
+/// What a pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Passed {
+    pub claimed: usize,
+    pub started: usize,
+    pub deferred: usize,
+}
+
+pub struct Deliverer {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: DeliveryConfig,
+    allow: AllowList,
+    client: reqwest::Client,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
+    secrets: Mutex<HashMap<String, Arc<Vec<Secret>>>>,
+    done_tx: mpsc::UnboundedSender<Recorded>,
+    done_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Recorded>>,
+    in_flight: AtomicUsize,
+    settled: Notify,
+    claims: AtomicU64,
+    wake: Notify,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Header names whose values never reach the log.
+fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "x-api-key" | "api-key"
+    ) || [
+        "token", "secret", "password", "apikey", "api_key", "session",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// Headers as the log shows them.
+pub fn redact(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            if is_secret_header(k) {
+                (k.clone(), "[redacted]".to_owned())
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
+}
+
+/// The key of a destination host: `host:port`.
+fn host_key(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}",
+            u.host_str().unwrap_or_default(),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => String::new(),
+    }
+}
+
+impl Deliverer {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: DeliveryConfig,
+    ) -> Result<Self, DeliveryError> {
+        let allow = AllowList::new(&config.allow_private);
+        let client = client::build(&allow, config.connect_timeout, config.timeout)
+            .map_err(|e| DeliveryError::Http(e.to_string()))?;
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Ok(Self {
+            store,
+            clock,
+            config,
+            allow,
+            client,
+            hosts: Mutex::new(HashMap::new()),
+            secrets: Mutex::new(HashMap::new()),
+            done_tx,
+            done_rx: tokio::sync::Mutex::new(done_rx),
+            in_flight: AtomicUsize::new(0),
+            settled: Notify::new(),
+            claims: AtomicU64::new(0),
+            wake: Notify::new(),
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.config
+    }
+
+    /// Wakes the claim loop (new deliveries were written).
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Forgets cached signing secrets (after a rotation).
+    pub fn forget_secrets(&self) {
+        if let Ok(mut s) = self.secrets.lock() {
+            s.clear();
+        }
+    }
+
+    fn host(&self, key: &str) -> Arc<Host> {
+        let mut hosts = match self.hosts.lock() {
+            Ok(h) => h,
+            Err(p) => p.into_inner(),
+        };
+        hosts
+            .entry(key.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Host {
+                    slots: Semaphore::new(self.config.per_host.max(1)),
+                    queued: AtomicUsize::new(0),
+                    breaker: Mutex::new(Breaker::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// The secrets that sign for `account`, newest first; makes one if the
+    /// account has none yet.
+    async fn secrets_for(&self, account: &str) -> Result<Arc<Vec<Secret>>, DeliveryError> {
+        if let Some(s) = self
+            .secrets
+            .lock()
+            .ok()
+            .and_then(|m| m.get(account).cloned())
+        {
+            return Ok(s);
+        }
+        let texts = current_secrets(&self.store, account, to_micros(self.clock.now())).await?;
+        let parsed: Vec<Secret> = texts.iter().filter_map(|t| Secret::parse(t).ok()).collect();
+        let parsed = Arc::new(parsed);
+        if let Ok(mut m) = self.secrets.lock() {
+            m.insert(account.to_owned(), parsed.clone());
+        }
+        Ok(parsed)
+    }
+
+    /// Leases a batch of due deliveries and starts them. Results arrive at
+    /// the recorder ([`Deliverer::flush`]).
+    pub async fn pass(self: &Arc<Self>) -> Result<Passed, DeliveryError> {
+        let now = self.clock.now();
+        let owner = format!(
+            "{}:deliver:{}",
+            self.config.worker_id,
+            self.claims.fetch_add(1, Ordering::Relaxed)
+        );
+        let (now_us, until) = (to_micros(now), to_micros(now + self.config.lease));
+        let (first, retries) = (self.config.batch, (self.config.batch / 4).max(1));
+        let o = owner.clone();
+        let claimed = self
+            .store
+            .write(move |ctx| deliveries::claim(ctx.conn, &o, now_us, until, first, retries))
+            .await?;
+        let mut passed = Passed {
+            claimed: claimed.len(),
+            ..Passed::default()
+        };
+        for d in claimed {
+            if let Some(why) = d.disabled.clone() {
+                self.metrics.attempt("skipped");
+                self.finish(Recorded {
+                    owner: owner.clone(),
+                    delivery: d,
+                    attempt: None,
+                    next: Next::Final {
+                        status: status::SKIPPED,
+                        reason: format!("destination disabled: {why}"),
+                    },
+                    profile_properties: None,
+                });
+                continue;
+            }
+            let key = host_key(&d.url);
+            let host = self.host(&key);
+            let admit = match host.breaker.lock() {
+                Ok(mut b) => b.admit(&self.config.breaker, now),
+                Err(_) => Admit::Yes,
+            };
+            let defer_until = match admit {
+                Admit::No(at) => Some(at),
+                Admit::Yes if host.queued.load(Ordering::Relaxed) >= self.config.per_host_queue => {
+                    Some(now + self.config.defer)
+                }
+                Admit::Yes => None,
+            };
+            if let Some(at) = defer_until {
+                passed.deferred += 1;
+                self.metrics.attempt("deferred");
+                self.finish(Recorded {
+                    owner: owner.clone(),
+                    delivery: d,
+                    attempt: None,
+                    next: Next::Defer { due: to_micros(at) },
+                    profile_properties: None,
+                });
+                continue;
+            }
+            passed.started += 1;
+            host.queued.fetch_add(1, Ordering::Relaxed);
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            let me = self.clone();
+            let owner = owner.clone();
+            tokio::spawn(async move {
+                let rec = me.attempt(&host, &key, owner, d).await;
+                host.queued.fetch_sub(1, Ordering::Relaxed);
+                me.finish(rec);
+                if me.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    me.settled.notify_waiters();
+                }
+            });
+        }
+        Ok(passed)
+    }
+
+    fn finish(&self, r: Recorded) {
+        // The receiver lives as long as `self`.
+        let _ = self.done_tx.send(r);
+    }
+
+    async fn attempt(&self, host: &Host, key: &str, owner: String, d: Claimed) -> Recorded {
+        let _slot = host.slots.acquire().await;
+        let secrets = match self.secrets_for(&d.account_id).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Without a secret nothing is sent; try again shortly.
+                tracing::error!(error = %e, "signing secrets unavailable");
+                return Recorded {
+                    owner,
+                    delivery: d,
+                    attempt: None,
+                    next: Next::Defer {
+                        due: to_micros(self.clock.now() + self.config.defer),
+                    },
+                    profile_properties: None,
+                };
+            }
+        };
+        let sent_at = self.clock.now();
+        let ts = sent_at.timestamp();
+        let mut headers: Vec<(String, String)> = d.headers.clone();
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            headers.push(("Content-Type".into(), "application/json".into()));
+        }
+        headers.push(("webhook-id".into(), d.id.clone()));
+        headers.push(("webhook-timestamp".into(), ts.to_string()));
+        headers.push((
+            "webhook-signature".into(),
+            signature_header(&secrets, &d.id, ts, d.body.as_bytes()),
+        ));
+        let answer = client::send(
+            &self.client,
+            &self.allow,
+            Request {
+                method: &d.method,
+                url: &d.url,
+                headers: &headers,
+                body: &d.body,
+            },
+            self.config.response_limit,
+        )
+        .await;
+        let request_headers =
+            serde_json::to_string(&redact(&headers)).unwrap_or_else(|_| "[]".into());
+        let now = self.clock.now();
+        let rec = self.judge(owner, d, answer, request_headers, sent_at, now);
+        let ok = !matches!(
+            rec.attempt.as_ref().map(|a| a.outcome),
+            Some("retry" | "failed")
+        );
+        if let Ok(mut b) = host.breaker.lock() {
+            b.record(&self.config.breaker, ok, now);
+            self.metrics.breaker(key, b.state().gauge());
+        }
+        rec
+    }
+
+    /// Turns an answer into the log entry and what happens next.
+    fn judge(
+        &self,
+        owner: String,
+        d: Claimed,
+        answer: Answer,
+        request_headers: String,
+        sent_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Recorded {
+        let mut log = AttemptLog {
+            at: to_micros(sent_at),
+            request_headers,
+            ..AttemptLog::default()
+        };
+        let attempts_in_series = (d.attempts - d.retry_base + 1).max(1) as u32;
+        let retry_or_fail = |retry_after: Option<Duration>, reason: String| {
+            let unit = rand::rng().random_range(-1.0..=1.0);
+            match self
+                .config
+                .policy
+                .next_delay(attempts_in_series, retry_after, unit)
+            {
+                Some(wait) => (
+                    "retry",
+                    Next::Retry {
+                        due: to_micros(now + wait),
+                    },
+                ),
+                None => (
+                    "failed",
+                    Next::Final {
+                        status: status::FAILED,
+                        reason: format!("{reason}; gave up after {attempts_in_series} attempts"),
+                    },
+                ),
+            }
+        };
+        let mut props = None;
+        let (outcome, next) = match answer {
+            Answer::Refused(r) => {
+                log.error = Some(r.to_string());
+                (
+                    "refused",
+                    Next::Final {
+                        status: status::SKIPPED,
+                        reason: r.to_string(),
+                    },
+                )
+            }
+            Answer::Invalid(e) => {
+                log.error = Some(e.clone());
+                (
+                    "skipped",
+                    Next::Final {
+                        status: status::SKIPPED,
+                        reason: e,
+                    },
+                )
+            }
+            Answer::Failed { error, latency } => {
+                log.latency_us = Some(latency.as_micros() as i64);
+                log.error = Some(error.clone());
+                retry_or_fail(None, error)
+            }
+            Answer::Response {
+                status: code,
+                headers,
+                body,
+                latency,
+            } => {
+                self.metrics.latency(latency.as_secs_f64());
+                log.status_code = Some(i64::from(code));
+                log.latency_us = Some(latency.as_micros() as i64);
+                let retry_after = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                    .and_then(|(_, v)| parse_retry_after(v, now));
+                log.response_headers = serde_json::to_string(&headers).ok();
+                let verdict = classify(Some(code));
+                if verdict == Verdict::Succeeded && !d.response_map.is_empty() {
+                    props = response_properties(&d.response_map, &body);
+                }
+                log.response_body = Some(String::from_utf8_lossy(&body).into_owned());
+                match verdict {
+                    Verdict::Succeeded => ("succeeded", Next::Succeeded),
+                    Verdict::Retry => retry_or_fail(retry_after, format!("HTTP {code}")),
+                    Verdict::Gone => (
+                        "gone",
+                        Next::Gone {
+                            reason: "HTTP 410 Gone: the destination was disabled".into(),
+                        },
+                    ),
+                    Verdict::Skip => (
+                        "skipped",
+                        Next::Final {
+                            status: status::SKIPPED,
+                            reason: format!("HTTP {code}"),
+                        },
+                    ),
+                }
+            }
+        };
+        log.outcome = outcome;
+        self.metrics.attempt(outcome);
+        Recorded {
+            owner,
+            delivery: d,
+            attempt: Some(log),
+            next,
+            profile_properties: props,
+        }
+    }
+
+    /// Writes every result that has arrived, in one transaction. Returns
+    /// how many.
+    pub async fn flush(&self) -> Result<usize, DeliveryError> {
+        let mut rx = self.done_rx.lock().await;
+        let mut batch = Vec::new();
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        drop(rx);
+        self.write(batch).await
+    }
+
+    async fn write(&self, batch: Vec<Recorded>) -> Result<usize, DeliveryError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let n = batch.len();
+        let now = to_micros(self.clock.now());
+        self.store
+            .write(move |ctx| deliveries::record(ctx, &batch, now))
+            .await?;
+        Ok(n)
+    }
+
+    /// Waits until every started delivery has finished, then writes the
+    /// results. For tests and `Engine::run_until_idle`.
+    pub async fn settle(&self) -> Result<usize, DeliveryError> {
+        loop {
+            let notified = self.settled.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            notified.await;
+        }
+        let mut total = 0;
+        loop {
+            let n = self.flush().await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Deliveries started and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The background loops: one claims (woken by [`Deliverer::notify`] or
+    /// the poll interval), one records results as they arrive.
+    pub fn spawn(self: Arc<Self>, poll: std::time::Duration) -> DeliveryTasks {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let me = self.clone();
+        let mut s1 = stopped.clone();
+        let claimer = tokio::spawn(async move {
+            loop {
+                if *s1.borrow() {
+                    break;
+                }
+                let busy = match me.pass().await {
+                    Ok(p) => p.claimed > 0,
+                    Err(e) => {
+                        tracing::error!(error = %e, "delivery pass failed");
+                        false
+                    }
+                };
+                if busy {
+                    continue;
+                }
+                tokio::select! {
+                    _ = me.wake.notified() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = s1.changed() => break,
+                }
+            }
+        });
+        let me = self;
+        let mut s2 = stopped;
+        let recorder = tokio::spawn(async move {
+            loop {
+                let first = {
+                    let mut rx = me.done_rx.lock().await;
+                    tokio::select! {
+                        r = rx.recv() => r,
+                        _ = s2.changed() => None,
+                    }
+                };
+                let Some(first) = first else { break };
+                let mut batch = vec![first];
+                {
+                    let mut rx = me.done_rx.lock().await;
+                    while batch.len() < 4096 {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                if let Err(e) = me.write(batch).await {
+                    // The leases expire and the deliveries are sent again
+                    // (same webhook-id): at-least-once.
+                    tracing::error!(error = %e, "recording deliveries failed");
+                }
+            }
+            // Whatever finished before the stop is still written.
+            let _ = me.settle().await;
+        });
+        DeliveryTasks {
+            claimer,
+            recorder,
+            stop,
+        }
+    }
+}
+
+/// The running delivery loops.
+pub struct DeliveryTasks {
+    claimer: tokio::task::JoinHandle<()>,
+    recorder: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl DeliveryTasks {
+    /// Stops claiming, lets started deliveries finish and records them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.claimer.await;
+        let _ = self.recorder.await;
+    }
+}
+
+/// The account's signing secrets, creating the first one if needed.
+pub async fn current_secrets(
+    store: &Store,
+    account: &str,
+    now: i64,
+) -> Result<Vec<String>, DeliveryError> {
+    let a = account.to_owned();
+    let existing = {
+        let a = a.clone();
+        store
+            .read(move |c| deliveries::signing_secrets(c, &a, now))
+            .await?
+    };
+    if !existing.is_empty() {
+        return Ok(existing);
+    }
+    let fresh = Secret::generate().as_str().to_owned();
+    store
+        .write(move |ctx| {
+            deliveries::ensure_secret(ctx.conn, &a, &fresh, now)?;
+            deliveries::signing_secrets(ctx.conn, &a, now)
+        })
+        .await
+        .map_err(Into::into)
+}
+
+/// Profile properties from a JSON response, by `response_to_profile`
+/// (property → JSON pointer). Missing pointers are left out.
+pub fn response_properties(map: &[(String, String)], body: &[u8]) -> Option<Map<String, Value>> {
+    let json: Value = serde_json::from_slice(body).ok()?;
+    let mut out = Map::new();
+    for (prop, pointer) in map {
+        if let Some(v) = json.pointer(pointer) {
+            out.insert(prop.clone(), v.clone());
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction() {
+        let h = vec![
+            ("Authorization".to_owned(), "Bearer abc".to_owned()),
+            ("X-Shop-Token".to_owned(), "t".to_owned()),
+            ("X-Trace".to_owned(), "1".to_owned()),
+            ("webhook-signature".to_owned(), "v1,x".to_owned()),
+        ];
+        let r = redact(&h);
+        assert_eq!(r[0].1, "[redacted]");
+        assert_eq!(r[1].1, "[redacted]");
+        assert_eq!(r[2].1, "1");
+        assert_eq!(r[3].1, "v1,x");
+    }
+
+    #[test]
+    fn response_mapping() {
+        let map = vec![
+            ("crm_id".to_owned(), "/data/id".to_owned()),
+            ("tier".to_owned(), "/tier".to_owned()),
+            ("missing".to_owned(), "/nope".to_owned()),
+        ];
+        let p = response_properties(&map, br#"{"data":{"id":42},"tier":"gold"}"#).unwrap();
+        assert_eq!(p["crm_id"], 42);
+        assert_eq!(p["tier"], "gold");
+        assert!(!p.contains_key("missing"));
+        assert_eq!(response_properties(&map, b"not json"), None);
+    }
+
+    #[test]
+    fn host_keys() {
+        assert_eq!(host_key("https://a.example/x"), "a.example:443");
+        assert_eq!(host_key("http://127.0.0.1:8080/"), "127.0.0.1:8080");
+    }
+}
