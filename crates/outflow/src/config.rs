@@ -26,6 +26,33 @@ pub struct Config {
     /// separated, e.g. `127.0.0.1,10.0.0.0/8`). Empty: HTTPS only.
     #[serde(default, deserialize_with = "comma_list")]
     pub webhooks_allow_private: Vec<String>,
+    /// How long a login session lasts, in seconds
+    /// (`OUTFLOW_SESSION_TTL_SECS`, default 12 hours).
+    #[serde(default = "default_session_ttl_secs")]
+    pub session_ttl_secs: u64,
+    /// Argon2id memory cost of new password hashes, in KiB
+    /// (`OUTFLOW_PASSWORD_HASH_MEMORY_KIB`, default 19456, argon2's
+    /// recommendation). Lower it only for tests.
+    #[serde(default = "default_password_hash_memory_kib")]
+    pub password_hash_memory_kib: u32,
+}
+
+fn default_session_ttl_secs() -> u64 {
+    outflow_api::state::DEFAULT_SESSION_TTL_SECS
+}
+
+fn default_password_hash_memory_kib() -> u32 {
+    outflow_store::users::PasswordCost::DEFAULT.memory_kib
+}
+
+impl Config {
+    /// The argon2 cost for new password hashes.
+    pub fn password_cost(&self) -> outflow_store::users::PasswordCost {
+        outflow_store::users::PasswordCost {
+            memory_kib: self.password_hash_memory_kib,
+            ..outflow_store::users::PasswordCost::DEFAULT
+        }
+    }
 }
 
 /// A list given as a TOML array or as one comma-separated string (how an
@@ -56,6 +83,8 @@ impl Default for Config {
             bootstrap_api_key: None,
             log: "info".into(),
             webhooks_allow_private: Vec::new(),
+            session_ttl_secs: default_session_ttl_secs(),
+            password_hash_memory_kib: default_password_hash_memory_kib(),
         }
     }
 }
@@ -70,6 +99,10 @@ pub enum ConfigError {
     Database(String),
     #[error("configuration: bootstrap_api_key must start with pk_ and be at least 10 characters")]
     BootstrapKey,
+    #[error("configuration: password_hash_memory_kib must be at least 8")]
+    PasswordCost,
+    #[error("configuration: session_ttl_secs must be at least 1")]
+    SessionTtl,
 }
 
 /// Overrides given on the command line.
@@ -93,6 +126,8 @@ impl Config {
                     "bootstrap_api_key",
                     "log",
                     "webhooks_allow_private",
+                    "session_ttl_secs",
+                    "password_hash_memory_kib",
                 ]))
                 .merge(Serialized::defaults(overrides)),
         )
@@ -112,6 +147,12 @@ impl Config {
             if !k.starts_with("pk_") || k.len() < 10 {
                 return Err(ConfigError::BootstrapKey);
             }
+        }
+        if self.password_hash_memory_kib < 8 {
+            return Err(ConfigError::PasswordCost);
+        }
+        if self.session_ttl_secs == 0 {
+            return Err(ConfigError::SessionTtl);
         }
         Ok(())
     }

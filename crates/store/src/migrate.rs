@@ -29,6 +29,10 @@ const SQLITE: &[Migration] = &[
         version: 5,
         sql: include_str!("../migrations/sqlite/0005_run_worker.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../migrations/sqlite/0006_access.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -51,6 +55,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 5,
         sql: include_str!("../migrations/postgres/0005_run_worker.sql"),
+    },
+    Migration {
+        version: 6,
+        sql: include_str!("../migrations/postgres/0006_access.sql"),
     },
 ];
 
