@@ -1034,3 +1034,52 @@ pub async fn update_action(
     let r: Resource = resources::flow_action(&url, &v.action, v.definition);
     Ok(JsonApiResponse::ok(single_document(&url, &r, &[])))
 }
+
+#[cfg(test)]
+mod gate_tests {
+    use super::touches_webhooks;
+    use serde_json::json;
+
+    fn def(actions: serde_json::Value) -> serde_json::Value {
+        json!({ "actions": actions })
+    }
+
+    #[test]
+    fn what_touches_a_webhook_action() {
+        let hook = json!({"id": "2", "type": "send-webhook", "links": {"next": null},
+            "data": {"message": {"url": "https://a.example/x"}}});
+        let delay = json!({"id": "1", "type": "time-delay", "links": {"next": "2"}, "data": {"unit": "days", "value": 1}});
+        let before = def(json!([delay, hook]));
+        // Unchanged, or only other actions (and links) changed: no.
+        assert!(!touches_webhooks(Some(&before), Some(&before)));
+        let mut moved = hook.clone();
+        moved["links"]["next"] = json!("3");
+        let other = json!({"id": "1", "type": "time-delay", "links": {"next": "2"}, "data": {"unit": "days", "value": 2}});
+        assert!(!touches_webhooks(
+            Some(&before),
+            Some(&def(json!([other, moved])))
+        ));
+        assert!(!touches_webhooks(None, Some(&def(json!([delay])))));
+        // Added (new, temporary id), edited, removed, or retyped: yes.
+        let new = json!({"temporary_id": "h", "type": "send-webhook", "data": {}});
+        assert!(touches_webhooks(None, Some(&def(json!([new])))));
+        assert!(touches_webhooks(
+            Some(&before),
+            Some(&def(json!([delay, hook, new])))
+        ));
+        let mut edited = hook.clone();
+        edited["data"]["message"]["url"] = json!("https://b.example/x");
+        assert!(touches_webhooks(
+            Some(&before),
+            Some(&def(json!([delay, edited])))
+        ));
+        assert!(touches_webhooks(Some(&before), Some(&def(json!([delay])))));
+        assert!(touches_webhooks(Some(&before), None));
+        let retyped =
+            json!({"id": "2", "type": "time-delay", "data": {"unit": "days", "value": 1}});
+        assert!(touches_webhooks(
+            Some(&before),
+            Some(&def(json!([delay, retyped])))
+        ));
+    }
+}
