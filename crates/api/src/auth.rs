@@ -85,6 +85,19 @@ impl Auth {
         Ok(())
     }
 
+    /// Changes to the caller's own sign-in (MFA, password, keys) need a
+    /// login session or a key with the `admin` scope: a leaked narrow key
+    /// must not be able to enrol an authenticator for its user.
+    pub fn require_self_service(&self) -> Result<(), ApiError> {
+        if self.0.session_id.is_some() || self.0.grants("admin") {
+            Ok(())
+        } else {
+            Err(ApiError::permission_denied(
+                "This API key is missing the required scope: admin (or log in).",
+            ))
+        }
+    }
+
     pub fn account(&self) -> &str {
         &self.0.account_id
     }

@@ -149,6 +149,10 @@ pub fn routes() -> Vec<RouteSpec> {
         private("/outflow/v1/me/mfa", post(login::enrol)),
         private("/outflow/v1/me/mfa/confirm", post(login::confirm)),
         private("/outflow/v1/me/mfa/disable", post(login::disable)),
+        private(
+            "/outflow/v1/me/password",
+            axum::routing::patch(login::change_password),
+        ),
         private("/outflow/v1/users", get(users::list).post(users::create)),
         private(
             "/outflow/v1/users/{id}",

@@ -465,6 +465,104 @@ async fn failed_logins_slow_down_then_lock(backend: &str) {
     app.stop().await;
 }
 
+/// Own sign-in changes need a session or an `admin` key: a narrow key
+/// cannot enrol an authenticator. Users change their own password (the
+/// current one required; sessions end), and an admin can turn a user's
+/// MFA off (a lost device).
+async fn self_service(backend: &str) {
+    let app = start(backend).await;
+    let (_, narrow) = new_key(&app, KEY, &["flows:read"]).await;
+    let r = call(&app, &narrow, "POST", "/outflow/v1/me/mfa", None).await;
+    denied(&r, "admin");
+    let r = call(
+        &app,
+        &narrow,
+        "POST",
+        "/outflow/v1/api-keys",
+        Some(json!({"name": "x", "scopes": ["flows:read"]})),
+    )
+    .await;
+    denied(&r, "admin");
+
+    let id = user(&app, "m@example.com", "manager").await;
+    let s = session(&app, "m@example.com").await;
+    let me = call(&app, &s, "GET", "/outflow/v1/me", None).await;
+    assert_eq!(me.body["data"]["user"]["id"], id.as_str());
+    assert!(!me.body["data"]["scopes"]
+        .as_array()
+        .expect("scopes")
+        .contains(&json!("admin")));
+    let r = call(
+        &app,
+        &s,
+        "PATCH",
+        "/outflow/v1/me/password",
+        Some(json!({"current_password": "not it at all", "password": "another long one"})),
+    )
+    .await;
+    denied(&r, "current_password");
+    let r = call(
+        &app,
+        &s,
+        "PATCH",
+        "/outflow/v1/me/password",
+        Some(json!({"current_password": "a long password", "password": "short"})),
+    )
+    .await;
+    assert_error(&r, 400, "invalid");
+    let r = call(
+        &app,
+        &s,
+        "PATCH",
+        "/outflow/v1/me/password",
+        Some(json!({"current_password": "a long password", "password": "another long one"})),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = call(&app, &s, "GET", "/outflow/v1/me", None).await;
+    assert_error(&r, 401, "authentication_failed");
+    let r = login(&app, "m@example.com", "another long one", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let s = r.body["data"]["token"].as_str().expect("token").to_owned();
+
+    enrol(&app, &s).await;
+    let r = call(&app, &s, "POST", "/outflow/v1/me/mfa", None).await;
+    assert_error(&r, 409, "conflict");
+    let r = app
+        .patch(
+            &format!("/outflow/v1/users/{id}"),
+            json!({"mfa_enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["mfa_enabled"], false);
+    let r = login(&app, "m@example.com", "another long one", None).await;
+    assert_eq!(r.status, 200, "no code needed once MFA is off: {}", r.text);
+    // An admin may not touch an owner; only owners make owners.
+    let a = user(&app, "adm@example.com", "admin").await;
+    let _ = a;
+    let adm = session(&app, "adm@example.com").await;
+    let r = call(
+        &app,
+        &adm,
+        "POST",
+        "/outflow/v1/users",
+        Some(json!({"email": "o2@example.com", "role": "owner"})),
+    )
+    .await;
+    denied(&r, "Only an owner");
+    let r = call(
+        &app,
+        &adm,
+        "PATCH",
+        &format!("/outflow/v1/users/{id}"),
+        Some(json!({"role": "analyst"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    app.stop().await;
+}
+
 /// Acceptance 2: every route of the table that is not public refuses a
 /// request without credentials (401; 405 for methods it does not serve).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -540,4 +638,5 @@ suite!(
     bootstrap_key_enrols_mfa_then_creates_a_webhook_flow,
     refusals,
     failed_logins_slow_down_then_lock,
+    self_service,
 );

@@ -213,6 +213,8 @@ pub struct UserChange {
     pub email: Option<String>,
     pub role: Option<Role>,
     pub password_hash: Option<String>,
+    /// Turns MFA off (and drops an enrolment in progress).
+    pub reset_mfa: bool,
 }
 
 pub fn update(
@@ -261,6 +263,12 @@ pub fn update(
             params![id, &hash],
         )?;
         revoke_sessions(conn, id, now)?;
+    }
+    if change.reset_mfa {
+        conn.execute(
+            "UPDATE users SET mfa_secret = NULL, mfa_pending = NULL WHERE id = $1",
+            params![id],
+        )?;
     }
     conn.execute(
         "UPDATE users SET updated = $2 WHERE id = $1",

@@ -34,13 +34,7 @@ fn key_json(k: &KeyInfo) -> Value {
 }
 
 fn may_manage_keys(auth: &Auth) -> Result<(), ApiError> {
-    if auth.0.session_id.is_some() || auth.0.grants("admin") {
-        Ok(())
-    } else {
-        Err(ApiError::permission_denied(
-            "This API key is missing the required scope: admin (or log in to manage your keys).",
-        ))
-    }
+    auth.require_self_service()
 }
 
 /// Whether the caller sees every key of the account.

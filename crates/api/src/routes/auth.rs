@@ -205,6 +205,7 @@ pub async fn me(State(state): State<AppState>, auth: Auth) -> Result<Json<Value>
 /// `POST /outflow/v1/me/mfa` → {secret, otpauth_uri}: starts TOTP
 /// enrolment for the caller's user; `/confirm` with a code finishes it.
 pub async fn enrol(State(state): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+    auth.require_self_service()?;
     let (account, id) = (auth.account().to_owned(), auth.user().to_owned());
     let (secret, email) = state
         .store
@@ -235,6 +236,7 @@ async fn mfa_change(
     code: String,
     enable: bool,
 ) -> Result<Json<Value>, ApiError> {
+    auth.require_self_service()?;
     let (account, id, actor, now) = (
         auth.account().to_owned(),
         auth.user().to_owned(),
@@ -295,4 +297,70 @@ pub async fn disable(
     JsonApi(body): JsonApi<CodeBody, SMALL_BODY>,
 ) -> Result<Json<Value>, ApiError> {
     mfa_change(state, auth, body.code, false).await
+}
+
+#[derive(Deserialize)]
+pub struct PasswordBody {
+    #[serde(default)]
+    current_password: Option<String>,
+    password: String,
+}
+
+/// `PATCH /outflow/v1/me/password` {current_password, password}: a user
+/// changes their own password (the current one is needed if there is
+/// one). The user's sessions end; log in again.
+pub async fn change_password(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonApi(body): JsonApi<PasswordBody, SMALL_BODY>,
+) -> Result<StatusCode, ApiError> {
+    auth.require_self_service()?;
+    let (account, id) = (auth.account().to_owned(), auth.user().to_owned());
+    let uid = id.clone();
+    let record = state
+        .store
+        .read(move |c| {
+            let Some(u) = users::get(c, &account, &uid)? else {
+                return Ok(None);
+            };
+            users::login_record(c, &u.email)
+        })
+        .await
+        .map_err(store_error)?
+        .filter(|r| r.user_id == id)
+        .ok_or_else(ApiError::authentication_failed)?;
+    if record.password_hash.is_some() {
+        let current = body.current_password.unwrap_or_default();
+        if !verify(record.password_hash.clone(), current, &state).await {
+            return Err(ApiError::permission_denied(
+                "current_password does not match.",
+            ));
+        }
+    }
+    let hashed = super::users::hash(&state, body.password).await?;
+    let (account, actor, now) = (auth.account().to_owned(), auth.actor(), state.now());
+    state
+        .store
+        .write(move |ctx| {
+            let change = users::UserChange {
+                password_hash: Some(hashed),
+                ..users::UserChange::default()
+            };
+            users::update(ctx.conn, &account, &id, change, now)?;
+            let detail = json!({"password_changed": true});
+            audit::record(
+                ctx.conn,
+                &account,
+                &actor,
+                "user.password",
+                "user",
+                &id,
+                &detail,
+                now,
+            )
+        })
+        .await
+        .map_err(store_error)?;
+    state.forget_credentials();
+    Ok(StatusCode::NO_CONTENT)
 }

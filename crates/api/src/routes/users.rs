@@ -55,7 +55,7 @@ fn email_of(s: &str) -> Result<String, ApiError> {
 }
 
 /// Hashes a new password off the async executor.
-async fn hash(state: &AppState, password: String) -> Result<String, ApiError> {
+pub(crate) async fn hash(state: &AppState, password: String) -> Result<String, ApiError> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(ApiError::invalid_pointer(
             "/password",
@@ -168,11 +168,15 @@ pub struct UserPatch {
     role: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    /// `false` turns the user's MFA off (a lost authenticator); they
+    /// enrol again with `/outflow/v1/me/mfa`.
+    #[serde(default)]
+    mfa_enabled: Option<bool>,
 }
 
-/// `PATCH /outflow/v1/users/{id}` {email?, role?, password?}. A new
-/// password ends the user's sessions; every change applies to the user's
-/// keys at once.
+/// `PATCH /outflow/v1/users/{id}` {email?, role?, password?, mfa_enabled:
+/// false?}. A new password ends the user's sessions; every change applies
+/// to the user's keys at once.
 pub async fn update(
     State(state): State<AppState>,
     auth: Auth,
@@ -186,9 +190,16 @@ pub async fn update(
         owner_only(&auth, "change an owner or make one")?;
     }
     let email = body.email.as_deref().map(email_of).transpose()?;
-    if email.is_none() && role.is_none() && body.password.is_none() {
+    if body.mfa_enabled == Some(true) {
+        return Err(ApiError::invalid_pointer(
+            "/mfa_enabled",
+            "MFA is enabled by its user (POST /outflow/v1/me/mfa); here it can only be turned off.",
+        ));
+    }
+    let reset_mfa = body.mfa_enabled == Some(false);
+    if email.is_none() && role.is_none() && body.password.is_none() && !reset_mfa {
         return Err(ApiError::invalid(
-            "Nothing to change: give email, role or password.",
+            "Nothing to change: give email, role, password or mfa_enabled: false.",
         ));
     }
     let password_hash = match body.password {
@@ -199,12 +210,14 @@ pub async fn update(
         "email": email,
         "role": role.map(Role::as_str),
         "password_changed": password_hash.is_some(),
+        "mfa_reset": reset_mfa,
     });
     let (account, actor, now) = (auth.account().to_owned(), auth.actor(), state.now());
     let change = UserChange {
         email,
         role,
         password_hash,
+        reset_mfa,
     };
     let user = state
         .store
