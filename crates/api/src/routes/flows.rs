@@ -255,8 +255,21 @@ pub async fn create(
             };
             let made = store_flows::create(ctx, &account, &name, &status, def, now)?;
             if let Ok((flow, _)) = &made {
-                let detail = json!({"name": flow.name, "status": flow.status, "version": flow.version, "webhooks_changed": webhooks});
-                audit_flow(ctx, &account, &actor, "flow.create", ("flow", &flow.id), detail, now)?;
+                let detail = json!({
+                    "name": flow.name,
+                    "status": flow.status,
+                    "version": flow.version,
+                    "webhooks_changed": webhooks,
+                });
+                audit_flow(
+                    ctx,
+                    &account,
+                    &actor,
+                    "flow.create",
+                    ("flow", &flow.id),
+                    detail,
+                    now,
+                )?;
             }
             Ok(made.map_err(|e| foreign_id(&e, DEFINITION)))
         })
@@ -329,7 +342,7 @@ pub async fn update(
     let saved = state
         .store
         .write(move |ctx| {
-            let Some((_, before)) = store_flows::get_with_definition(ctx.conn, &account, &id)?
+            let Some((old, before)) = store_flows::get_with_definition(ctx.conn, &account, &id)?
             else {
                 return Ok(Err(ApiError::resource_not_found("flow", &id).into()));
             };
@@ -348,10 +361,9 @@ pub async fn update(
                     return Ok(Err(e.into()));
                 }
             }
-            let detail = json!({
+            let mut detail = json!({
                 "name": name,
                 "status": status,
-                "definition_changed": definition.is_some(),
                 "webhooks_changed": webhooks,
             });
             let change = FlowChange {
@@ -360,7 +372,9 @@ pub async fn update(
                 definition,
             };
             let done = store_flows::update(ctx, &account, &id, change, now)?;
-            if done.is_ok() {
+            if let Ok((flow, _)) = &done {
+                detail["version"] = json!(flow.version);
+                detail["definition_changed"] = json!(flow.version != old.version);
                 audit_flow(
                     ctx,
                     &account,
