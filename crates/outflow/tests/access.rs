@@ -341,6 +341,46 @@ async fn refusals(backend: &str) {
     .await;
     assert_eq!(r.status, 201, "{}", r.text);
 
+    // The coordinator may edit the flow's other actions and status, but
+    // not edit its webhook action nor delete the flow (which removes it).
+    let hooked = r.body["data"]["id"].as_str().expect("id").to_owned();
+    let actions = r.body["data"]["attributes"]["definition"]["actions"].clone();
+    let (mark, hook) = (actions[0].clone(), actions[1].clone());
+    let action_body = |a: &Value| json!({"data": {"type": "flow-action", "id": a["id"], "attributes": {"definition": a}}});
+    let mut mark2 = mark.clone();
+    mark2["data"]["profile_operations"][0]["property_value"] = json!("no");
+    let path = format!("/api/flow-actions/{}", mark["id"].as_str().expect("id"));
+    let r = call(&app, &coord, "PATCH", &path, Some(action_body(&mark2))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut hook2 = hook.clone();
+    hook2["data"]["message"]["url"] = json!("https://elsewhere.example.com/");
+    let path = format!("/api/flow-actions/{}", hook["id"].as_str().expect("id"));
+    let r = call(&app, &coord, "PATCH", &path, Some(action_body(&hook2))).await;
+    denied(&r, "campaign_coordinator");
+    let r = call(&app, &boss, "PATCH", &path, Some(action_body(&hook2))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let status = json!({"data": {"type": "flow", "id": hooked, "attributes": {"status": "live"}}});
+    let r = call(
+        &app,
+        &coord,
+        "PATCH",
+        &format!("/api/flows/{hooked}"),
+        Some(status),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = call(
+        &app,
+        &coord,
+        "DELETE",
+        &format!("/api/flows/{hooked}"),
+        None,
+    )
+    .await;
+    denied(&r, "campaign_coordinator");
+    let r = call(&app, &boss, "DELETE", &format!("/api/flows/{hooked}"), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+
     // Login now needs a code; a code is accepted once.
     app.clock.advance(chrono::Duration::seconds(30));
     let r = login(&app, "boss@example.com", "a long password", None).await;
