@@ -270,6 +270,8 @@ async fn refusals(backend: &str) {
     )
     .await;
     denied(&r, "webhooks:write");
+    let r = call(&app, &writer, "GET", "/outflow/v1/users", None).await;
+    denied(&r, "scope: admin");
 
     // Role too low: a campaign coordinator may write flows but not
     // webhooks; an analyst only reads; neither may manage users.
