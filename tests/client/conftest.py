@@ -7,12 +7,19 @@ Target server:
     OUTFLOW_BOOTSTRAP_API_KEY and OUTFLOW_WEBHOOKS_ALLOW_PRIVATE=127.0.0.1 set, wait for GET /outflow/v1/health == 200, stop it at the end.
 
 A missing binary or a server that does not come up is a test *error*, never a skip.
+
+The bootstrap owner enrols TOTP multi-factor authentication once per session (`owner_mfa`), as a
+real client would: only a user with MFA may add or change webhook actions (the webhook gate).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import secrets
+import struct
 import signal
 import socket
 import subprocess
@@ -123,8 +130,34 @@ def api_key(outflow_server):
     return outflow_server[1]
 
 
+def totp(secret_b32: str, at: float | None = None) -> str:
+    """RFC 6238 TOTP (SHA-1, 6 digits, 30 s), with the standard library only."""
+    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8), casefold=True)
+    step = int(time.time() if at is None else at) // 30
+    digest = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    code = (struct.unpack(">I", digest[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000
+    return f"{code:06d}"
+
+
 @pytest.fixture(scope="session")
-def klaviyo(outflow_server):
+def owner_mfa(outflow_server):
+    """Enrols MFA for the key's user (POST /outflow/v1/me/mfa, then /confirm with a computed code).
+    Already enrolled (409, a long-lived OUTFLOW_TEST_URL server) is fine."""
+    url, key = outflow_server
+    headers = {"Authorization": f"Klaviyo-API-Key {key}"}
+    r = requests.post(url + "/outflow/v1/me/mfa", headers=headers, timeout=10)
+    if r.status_code == 409:
+        return
+    assert r.status_code == 200, r.text
+    secret = r.json()["data"]["secret"]
+    r = requests.post(url + "/outflow/v1/me/mfa/confirm", headers=headers, json={"code": totp(secret)},
+                      timeout=10)
+    assert r.status_code == 200, r.text
+
+
+@pytest.fixture(scope="session")
+def klaviyo(outflow_server, owner_mfa):
     """The official SDK, unmodified: only its documented `test_host` constructor argument is used."""
     url, key = outflow_server
     return KlaviyoAPI(key, max_delay=2, max_retries=3, test_host=url)

@@ -35,133 +35,189 @@ pub use pagination::{Cursor, Direction, Page, PageParams, PageSpec};
 
 pub use state::AppState;
 
-use axum::routing::get;
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
-/// Every route the server answers: Klaviyo's `/api/` and our `/outflow/v1/`.
-/// Each `/api/` path is also served with a trailing slash, the form
-/// Klaviyo's own `links.self` URLs take.
-pub fn router(state: AppState) -> Router {
-    use axum::routing::{post, MethodRouter};
-    use routes::{catalog, events, flows, health, lists, metrics, profiles};
-    let routes: Vec<(&str, MethodRouter<AppState>)> = vec![
-        ("/api/events", get(events::list).post(events::create)),
-        ("/api/events/{id}", get(events::get)),
-        ("/api/events/{id}/metric", get(events::metric)),
-        ("/api/events/{id}/profile", get(events::profile)),
-        ("/api/event-bulk-create-jobs", post(events::bulk_create)),
-        ("/api/metrics", get(metrics::list)),
-        ("/api/metrics/{id}", get(metrics::get)),
-        ("/api/profiles", get(profiles::list).post(profiles::create)),
-        (
+/// One entry of the route table: every path the server answers, with its
+/// handlers and whether it answers without credentials.
+pub struct RouteSpec {
+    pub path: &'static str,
+    pub methods: MethodRouter<AppState>,
+    /// Only health and login (whose credentials are in its body), plus
+    /// Klaviyo's public `/client/` endpoints if they are added. Every other
+    /// route is wrapped in [`auth::require_credentials`].
+    pub public: bool,
+}
+
+fn private(path: &'static str, methods: MethodRouter<AppState>) -> RouteSpec {
+    RouteSpec {
+        path,
+        methods,
+        public: false,
+    }
+}
+
+fn public(path: &'static str, methods: MethodRouter<AppState>) -> RouteSpec {
+    RouteSpec {
+        path,
+        methods,
+        public: true,
+    }
+}
+
+/// The route table: Klaviyo's `/api/` and our `/outflow/v1/`. New routes go
+/// here (a test walks it and checks that every non-public route refuses a
+/// request without credentials).
+pub fn routes() -> Vec<RouteSpec> {
+    use routes::{api_keys, audit, catalog, events, flows, health, lists, metrics, profiles};
+    use routes::{auth as login, deliveries, review, users};
+    vec![
+        private("/api/events", get(events::list).post(events::create)),
+        private("/api/events/{id}", get(events::get)),
+        private("/api/events/{id}/metric", get(events::metric)),
+        private("/api/events/{id}/profile", get(events::profile)),
+        private("/api/event-bulk-create-jobs", post(events::bulk_create)),
+        private("/api/metrics", get(metrics::list)),
+        private("/api/metrics/{id}", get(metrics::get)),
+        private("/api/profiles", get(profiles::list).post(profiles::create)),
+        private(
             "/api/profiles/{id}",
             get(profiles::get).patch(profiles::patch),
         ),
-        ("/api/profile-import", post(profiles::import)),
-        (
+        private("/api/profile-import", post(profiles::import)),
+        private(
             "/api/profile-subscription-bulk-create-jobs",
             post(lists::subscribe),
         ),
-        ("/api/lists", get(lists::list).post(lists::create)),
-        (
+        private("/api/lists", get(lists::list).post(lists::create)),
+        private(
             "/api/lists/{id}",
             get(lists::get).patch(lists::update).delete(lists::delete),
         ),
-        ("/api/lists/{id}/profiles", get(lists::members)),
-        (
+        private("/api/lists/{id}/profiles", get(lists::members)),
+        private(
             "/api/lists/{id}/relationships/profiles",
             post(lists::add_members).delete(lists::remove_members),
         ),
-        (
+        private(
             "/api/catalog-items",
             get(catalog::list).post(catalog::create),
         ),
-        (
+        private(
             "/api/catalog-items/{id}",
             get(catalog::get)
                 .patch(catalog::update)
                 .delete(catalog::delete),
         ),
-        ("/api/flows", get(flows::list).post(flows::create)),
-        (
+        private("/api/flows", get(flows::list).post(flows::create)),
+        private(
             "/api/flows/{id}",
             get(flows::get).patch(flows::update).delete(flows::delete),
         ),
-        ("/api/flows/{id}/flow-actions", get(flows::actions_of_flow)),
-        (
+        private("/api/flows/{id}/flow-actions", get(flows::actions_of_flow)),
+        private(
             "/api/flows/{id}/relationships/flow-actions",
             get(flows::action_ids_of_flow),
         ),
-        (
+        private(
             "/api/flow-actions/{id}",
             get(flows::get_action).patch(flows::update_action),
         ),
-        ("/api/flow-actions/{id}/flow", get(flows::flow_of_action)),
-        (
+        private("/api/flow-actions/{id}/flow", get(flows::flow_of_action)),
+        private(
             "/api/metrics/{id}/flow-triggers",
             get(flows::metric_flow_triggers),
         ),
-        (
+        private(
             "/api/lists/{id}/flow-triggers",
             get(flows::list_flow_triggers),
         ),
-    ];
-    let mut api = Router::new();
-    for (path, handler) in routes {
-        api = api
-            .route(path, handler.clone())
-            .route(&format!("{path}/"), handler);
-    }
-    finish_api_router(api)
-        .route("/outflow/v1/health", get(health::health))
-        .route(
+        public("/outflow/v1/health", get(health::health)),
+        private(
             "/outflow/v1/flows/{id}/actions/{action_id}/release",
-            post(routes::review::release),
-        )
-        .route(
+            post(review::release),
+        ),
+        private(
             "/outflow/v1/flows/{id}/actions/{action_id}/cancel",
-            post(routes::review::cancel),
-        )
-        .route(
-            "/outflow/v1/flows/{id}/runs",
-            get(routes::review::flow_runs),
-        )
-        .route(
-            "/outflow/v1/profiles/{id}/runs",
-            get(routes::review::profile_runs),
-        )
-        .route("/outflow/v1/deliveries", get(routes::deliveries::list))
-        .route(
-            "/outflow/v1/deliveries/replay",
-            post(routes::deliveries::replay),
-        )
-        .route("/outflow/v1/deliveries/{id}", get(routes::deliveries::get))
-        .route(
-            "/outflow/v1/deliveries/{id}/retry",
-            post(routes::deliveries::retry),
-        )
-        .route(
+            post(review::cancel),
+        ),
+        private("/outflow/v1/flows/{id}/runs", get(review::flow_runs)),
+        private("/outflow/v1/profiles/{id}/runs", get(review::profile_runs)),
+        public("/outflow/v1/auth/login", post(login::login)),
+        private("/outflow/v1/auth/logout", post(login::logout)),
+        private("/outflow/v1/me", get(login::me)),
+        private("/outflow/v1/me/mfa", post(login::enrol)),
+        private("/outflow/v1/me/mfa/confirm", post(login::confirm)),
+        private("/outflow/v1/me/mfa/disable", post(login::disable)),
+        private(
+            "/outflow/v1/me/password",
+            axum::routing::patch(login::change_password),
+        ),
+        private("/outflow/v1/users", get(users::list).post(users::create)),
+        private(
+            "/outflow/v1/users/{id}",
+            get(users::get).patch(users::update).delete(users::delete),
+        ),
+        private(
+            "/outflow/v1/api-keys",
+            get(api_keys::list).post(api_keys::create),
+        ),
+        private("/outflow/v1/api-keys/{id}", delete(api_keys::revoke)),
+        private("/outflow/v1/audit", get(audit::list)),
+        private("/outflow/v1/deliveries", get(deliveries::list)),
+        private("/outflow/v1/deliveries/replay", post(deliveries::replay)),
+        private("/outflow/v1/deliveries/{id}", get(deliveries::get)),
+        private("/outflow/v1/deliveries/{id}/retry", post(deliveries::retry)),
+        private(
             "/outflow/v1/flows/{id}/actions/{action_id}/destination",
-            get(routes::deliveries::destination),
-        )
-        .route(
+            get(deliveries::destination),
+        ),
+        private(
             "/outflow/v1/flows/{id}/actions/{action_id}/destination/enable",
-            post(routes::deliveries::enable_destination),
-        )
-        .route(
+            post(deliveries::enable_destination),
+        ),
+        private(
             "/outflow/v1/flows/{id}/actions/{action_id}/preview",
-            post(routes::deliveries::preview),
-        )
-        .route(
+            post(deliveries::preview),
+        ),
+        private(
             "/outflow/v1/signing-secret",
-            get(routes::deliveries::signing_secret),
-        )
-        .route(
+            get(deliveries::signing_secret),
+        ),
+        private(
             "/outflow/v1/signing-secret/rotate",
-            post(routes::deliveries::rotate_signing_secret),
-        )
-        .route("/metrics", get(routes::deliveries::metrics))
-        .with_state(state)
+            post(deliveries::rotate_signing_secret),
+        ),
+        private("/metrics", get(deliveries::metrics)),
+    ]
+}
+
+/// Every route of [`routes`], served. Each `/api/` path is also served
+/// with a trailing slash, the form Klaviyo's own `links.self` URLs take,
+/// and requires the `revision` header.
+pub fn router(state: AppState) -> Router {
+    let gate = axum::middleware::from_fn_with_state(state.clone(), auth::require_credentials);
+    let mut api = Router::new();
+    let mut ours = Vec::new();
+    for spec in routes() {
+        let methods = if spec.public {
+            spec.methods
+        } else {
+            spec.methods.route_layer(gate.clone())
+        };
+        if spec.path.starts_with("/api/") {
+            api = api
+                .route(spec.path, methods.clone())
+                .route(&format!("{}/", spec.path), methods);
+        } else {
+            ours.push((spec.path, methods));
+        }
+    }
+    let mut app = finish_api_router(api);
+    for (path, methods) in ours {
+        app = app.route(path, methods);
+    }
+    app.with_state(state)
 }
 
 /// Finishes a router of `/api/` routes: requires a valid `revision` header on

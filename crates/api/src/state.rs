@@ -1,23 +1,38 @@
-//! What every handler shares: the store, the clock, the key cache, the
-//! hook that wakes the flow engine, and the operator's allow-list for
-//! plain-http webhook destinations.
+//! What every handler shares: the store, the clock, the credential cache,
+//! the hook that wakes the flow engine, the operator's allow-list for
+//! plain-http webhook destinations, and the login settings.
 
 use crate::error::ApiError;
 use outflow_core::Clock;
 use outflow_store::accounts::{self, Principal};
+use outflow_store::users::PasswordCost;
 use outflow_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// How long a resolved credential is trusted from memory. Changes made
+/// through this process (revocation, role, MFA, deletion) clear the cache
+/// at once; this bounds how long one made by another process sharing a
+/// PostgreSQL database goes unseen.
+const CREDENTIAL_TTL: Duration = Duration::from_secs(1);
+
+/// Default lifetime of a login session: 12 hours.
+pub const DEFAULT_SESSION_TTL_SECS: u64 = 12 * 3600;
+
+type CredentialCache = HashMap<String, (Arc<Principal>, Instant)>;
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
-    keys: Arc<RwLock<HashMap<String, Arc<Principal>>>>,
+    keys: Arc<RwLock<CredentialCache>>,
     wake: Option<Wake>,
     webhooks_allow_private: Arc<Vec<String>>,
     deliverer: Option<Arc<outflow_delivery::Deliverer>>,
+    password_cost: PasswordCost,
+    session_ttl_secs: u64,
 }
 
 /// Called after a write the flow engine follows (events, list joins, flow
@@ -34,6 +49,37 @@ impl AppState {
             wake: None,
             webhooks_allow_private: Arc::new(Vec::new()),
             deliverer: None,
+            password_cost: PasswordCost::DEFAULT,
+            session_ttl_secs: DEFAULT_SESSION_TTL_SECS,
+        }
+    }
+
+    /// The argon2 cost of new password hashes.
+    pub fn with_password_cost(mut self, cost: PasswordCost) -> Self {
+        self.password_cost = cost;
+        self
+    }
+
+    pub fn password_cost(&self) -> PasswordCost {
+        self.password_cost
+    }
+
+    /// How long a login session lasts.
+    pub fn with_session_ttl_secs(mut self, secs: u64) -> Self {
+        self.session_ttl_secs = secs.max(1);
+        self
+    }
+
+    /// A session's lifetime in microseconds.
+    pub fn session_ttl_micros(&self) -> i64 {
+        i64::try_from(self.session_ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+    }
+
+    /// Forgets every resolved credential: called after any change to keys,
+    /// sessions, users' roles or MFA, so the next request sees it.
+    pub fn forget_credentials(&self) {
+        if let Ok(mut m) = self.keys.write() {
+            m.clear();
         }
     }
 
@@ -97,29 +143,43 @@ impl AppState {
         self.clock.now().timestamp_micros()
     }
 
-    /// Resolves a private key to its principal. Known keys are answered
-    /// from memory, so authentication costs no query on the hot path.
+    /// Resolves a private key or session token to its principal, with the
+    /// user's current role and MFA state. Known credentials are answered
+    /// from memory (see [`CREDENTIAL_TTL`]), so authentication costs no
+    /// query on the hot path. An expired session is refused by the clock.
     pub async fn authenticate(&self, key: &str) -> Result<Arc<Principal>, ApiError> {
         let hash = accounts::hash_key(key);
-        if let Some(p) = self.keys.read().ok().and_then(|m| m.get(&hash).cloned()) {
-            return Ok(p);
-        }
-        let k = key.to_owned();
-        let found = self
-            .store
-            .read(move |c| accounts::authenticate(c, &k))
-            .await
-            .map_err(store_error)?;
-        match found {
-            Some(p) => {
-                let p = Arc::new(p);
+        let cached = self.keys.read().ok().and_then(|m| {
+            m.get(&hash)
+                .filter(|(_, at)| at.elapsed() < CREDENTIAL_TTL)
+                .map(|(p, _)| p.clone())
+        });
+        let p = match cached {
+            Some(p) => p,
+            None => {
+                let k = key.to_owned();
+                let found = self
+                    .store
+                    .read(move |c| accounts::authenticate(c, &k))
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(ApiError::authentication_failed)?;
+                let p = Arc::new(found);
                 if let Ok(mut m) = self.keys.write() {
-                    m.insert(hash, p.clone());
+                    if m.len() > 10_000 {
+                        m.clear();
+                    }
+                    m.insert(hash, (p.clone(), Instant::now()));
                 }
-                Ok(p)
+                p
             }
-            None => Err(ApiError::authentication_failed()),
+        };
+        if p.expires.is_some_and(|e| e <= self.now()) {
+            return Err(ApiError::not_authenticated(
+                "The session has expired. Log in again.",
+            ));
         }
+        Ok(p)
     }
 }
 

@@ -98,6 +98,12 @@ pub struct Deliverer {
     done_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Recorded>>,
     in_flight: AtomicUsize,
     settled: Notify,
+    /// Results handed to the recorder, and results it has dealt with
+    /// (written, or failed to write): [`Deliverer::settle`] waits for the
+    /// second to reach the first.
+    finished: AtomicU64,
+    handled: AtomicU64,
+    handled_notify: Notify,
     claims: AtomicU64,
     wake: Notify,
     pub metrics: Arc<Metrics>,
@@ -164,6 +170,9 @@ impl Deliverer {
             done_rx: tokio::sync::Mutex::new(done_rx),
             in_flight: AtomicUsize::new(0),
             settled: Notify::new(),
+            finished: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            handled_notify: Notify::new(),
             claims: AtomicU64::new(0),
             wake: Notify::new(),
             metrics: Arc::new(Metrics::new()),
@@ -301,6 +310,7 @@ impl Deliverer {
     }
 
     fn finish(&self, r: Recorded) {
+        self.finished.fetch_add(1, Ordering::SeqCst);
         // The receiver lives as long as `self`.
         let _ = self.done_tx.send(r);
     }
@@ -482,7 +492,11 @@ impl Deliverer {
     /// Writes every result that has arrived, in one transaction. Returns
     /// how many.
     pub async fn flush(&self) -> Result<usize, DeliveryError> {
-        let mut rx = self.done_rx.lock().await;
+        // The background recorder holds the receiver while it waits; then
+        // the results are its to write.
+        let Ok(mut rx) = self.done_rx.try_lock() else {
+            return Ok(0);
+        };
         let mut batch = Vec::new();
         while batch.len() < 4096 {
             match rx.try_recv() {
@@ -500,9 +514,13 @@ impl Deliverer {
         }
         let n = batch.len();
         let now = to_micros(self.clock.now());
-        self.store
+        let written = self
+            .store
             .write(move |ctx| deliveries::record(ctx, &batch, now))
-            .await?;
+            .await;
+        self.handled.fetch_add(n as u64, Ordering::SeqCst);
+        self.handled_notify.notify_waiters();
+        written?;
         Ok(n)
     }
 
@@ -518,11 +536,14 @@ impl Deliverer {
         }
         let mut total = 0;
         loop {
-            let n = self.flush().await?;
-            total += n;
-            if n == 0 {
+            total += self.flush().await?;
+            let handled = self.handled_notify.notified();
+            if self.handled.load(Ordering::SeqCst) >= self.finished.load(Ordering::SeqCst) {
                 return Ok(total);
             }
+            // The background recorder is writing them; wait, then look
+            // again (it may have let go of the receiver).
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), handled).await;
         }
     }
 

@@ -40,6 +40,33 @@ pub struct Config {
     pub webhooks_per_host_concurrency: usize,
     /// How long a replaced signing secret keeps signing, in hours.
     pub webhooks_rotation_window_hours: u64,
+    /// How long a login session lasts, in seconds
+    /// (`OUTFLOW_SESSION_TTL_SECS`, default 12 hours).
+    #[serde(default = "default_session_ttl_secs")]
+    pub session_ttl_secs: u64,
+    /// Argon2id memory cost of new password hashes, in KiB
+    /// (`OUTFLOW_PASSWORD_HASH_MEMORY_KIB`, default 19456, argon2's
+    /// recommendation). Lower it only for tests.
+    #[serde(default = "default_password_hash_memory_kib")]
+    pub password_hash_memory_kib: u32,
+}
+
+fn default_session_ttl_secs() -> u64 {
+    outflow_api::state::DEFAULT_SESSION_TTL_SECS
+}
+
+fn default_password_hash_memory_kib() -> u32 {
+    outflow_store::users::PasswordCost::DEFAULT.memory_kib
+}
+
+impl Config {
+    /// The argon2 cost for new password hashes.
+    pub fn password_cost(&self) -> outflow_store::users::PasswordCost {
+        outflow_store::users::PasswordCost {
+            memory_kib: self.password_hash_memory_kib,
+            ..outflow_store::users::PasswordCost::DEFAULT
+        }
+    }
 }
 
 /// A list given as a TOML array or as one comma-separated string (how an
@@ -77,6 +104,8 @@ impl Default for Config {
             webhooks_retry_max_interval_seconds: 3 * 3600,
             webhooks_per_host_concurrency: 64,
             webhooks_rotation_window_hours: 24,
+            session_ttl_secs: default_session_ttl_secs(),
+            password_hash_memory_kib: default_password_hash_memory_kib(),
         }
     }
 }
@@ -91,6 +120,10 @@ pub enum ConfigError {
     Database(String),
     #[error("configuration: bootstrap_api_key must start with pk_ and be at least 10 characters")]
     BootstrapKey,
+    #[error("configuration: password_hash_memory_kib must be at least 8")]
+    PasswordCost,
+    #[error("configuration: session_ttl_secs must be at least 1")]
+    SessionTtl,
 }
 
 /// Overrides given on the command line.
@@ -121,6 +154,8 @@ impl Config {
                     "webhooks_retry_max_interval_seconds",
                     "webhooks_per_host_concurrency",
                     "webhooks_rotation_window_hours",
+                    "session_ttl_secs",
+                    "password_hash_memory_kib",
                 ]))
                 .merge(Serialized::defaults(overrides)),
         )
@@ -140,6 +175,12 @@ impl Config {
             if !k.starts_with("pk_") || k.len() < 10 {
                 return Err(ConfigError::BootstrapKey);
             }
+        }
+        if self.password_hash_memory_kib < 8 {
+            return Err(ConfigError::PasswordCost);
+        }
+        if self.session_ttl_secs == 0 {
+            return Err(ConfigError::SessionTtl);
         }
         Ok(())
     }

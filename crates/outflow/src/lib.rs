@@ -72,7 +72,9 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     let state = outflow_api::AppState::new(store, clock)
         .with_wake(Arc::new(move || woken.notify()))
         .with_deliverer(engine.deliverer.clone())
-        .with_webhooks_allow_private(config.webhooks_allow_private.clone());
+        .with_webhooks_allow_private(config.webhooks_allow_private.clone())
+        .with_password_cost(config.password_cost())
+        .with_session_ttl_secs(config.session_ttl_secs);
     let app = outflow_api::router(state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

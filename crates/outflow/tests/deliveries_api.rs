@@ -56,7 +56,19 @@ async fn wait_for(app: &common::App, rx: &Rx, n: usize) {
         engine.run_until_idle().await.expect("engine");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(rx.got().len(), n, "requests received");
+    if rx.got().len() != n {
+        let d = app.get("/outflow/v1/deliveries").await;
+        let f = app.get("/api/flows").await;
+        let fid = f.body["data"][0]["id"].as_str().unwrap_or("").to_owned();
+        let runs = app.get(&format!("/outflow/v1/flows/{fid}/runs")).await;
+        panic!(
+            "{} requests received, not {n}; deliveries: {}; flows: {}; runs: {}",
+            rx.got().len(),
+            d.text,
+            f.text,
+            runs.text
+        );
+    }
     engine.run_until_idle().await.expect("engine");
 }
 
@@ -137,6 +149,7 @@ fn verifies(secret: &str, headers: &HeaderMap, body: &str) -> bool {
 
 async fn log_retry_secret_and_rotation(backend: &str) {
     let app = common::start(backend).await;
+    app.enrol_mfa().await;
     let (url, rx) = receiver(200).await;
     let (fid, aid, lid) = live_webhook_flow(&app, &url).await;
     let pid = join(&app, &lid, "log@x.io").await;
@@ -234,6 +247,7 @@ async fn log_retry_secret_and_rotation(backend: &str) {
 
 async fn gone_then_enabled(backend: &str) {
     let app = common::start(backend).await;
+    app.enrol_mfa().await;
     let (url, rx) = receiver(410).await;
     let (fid, aid, lid) = live_webhook_flow(&app, &url).await;
     join(&app, &lid, "a@x.io").await;
@@ -251,9 +265,7 @@ async fn gone_then_enabled(backend: &str) {
     let engine = app.server.as_ref().expect("server").engine.clone();
     engine.run_until_idle().await.expect("engine");
     assert_eq!(rx.got().len(), 1, "disabled destination gets nothing");
-    let r = app
-        .post(&format!("{path}/enable"), json!({}))
-        .await;
+    let r = app.post(&format!("{path}/enable"), json!({})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(app.get(&path).await.body["data"]["enabled"], true);
     // Replaying the action's skipped deliveries sends both.
@@ -283,6 +295,7 @@ async fn gone_then_enabled(backend: &str) {
 
 async fn bad_input(backend: &str) {
     let app = common::start(backend).await;
+    app.enrol_mfa().await;
     let r = app.get("/outflow/v1/deliveries?status=bogus").await;
     common::assert_error(&r, 400, "invalid");
     let r = app.get("/outflow/v1/deliveries?cursor=%%%").await;
@@ -309,9 +322,7 @@ async fn bad_input(backend: &str) {
         .post("/outflow/v1/flows/nope/actions/1/preview", json!({}))
         .await;
     common::assert_error(&r, 400, "invalid");
-    let r = app
-        .raw("GET", "/outflow/v1/deliveries", None, &[])
-        .await;
+    let r = app.raw("GET", "/outflow/v1/deliveries", &[], None).await;
     assert_eq!(r.status, 401, "{}", r.text);
 }
 
@@ -330,4 +341,35 @@ macro_rules! on_both {
     };
 }
 
-on_both!(log_retry_secret_and_rotation, gone_then_enabled, bad_input);
+/// The webhook gate covers the delivery endpoints: the bootstrap key has
+/// every scope but its owner has no MFA yet.
+async fn gate_without_mfa(backend: &str) {
+    let app = common::start(backend).await;
+    for (method, path) in [
+        ("GET", "/outflow/v1/signing-secret"),
+        ("POST", "/outflow/v1/signing-secret/rotate"),
+        ("POST", "/outflow/v1/deliveries/x/retry"),
+        ("POST", "/outflow/v1/deliveries/replay"),
+        ("POST", "/outflow/v1/flows/f/actions/1/destination/enable"),
+    ] {
+        let r = if method == "GET" {
+            app.get(path).await
+        } else {
+            app.post(path, json!({})).await
+        };
+        let e = common::assert_error(&r, 403, "permission_denied");
+        assert!(
+            e["detail"].as_str().unwrap_or("").contains("multi-factor"),
+            "{path}: {e}"
+        );
+    }
+    let r = app.get("/outflow/v1/deliveries").await;
+    assert_eq!(r.status, 200, "reading the log is not gated");
+}
+
+on_both!(
+    log_retry_secret_and_rotation,
+    gone_then_enabled,
+    bad_input,
+    gate_without_mfa
+);

@@ -61,6 +61,7 @@ fn action_ids(def: &Value) -> Vec<String> {
 
 async fn create_read_update_delete(backend: &str) {
     let app = start(backend).await;
+    app.enrol_mfa().await;
     let m = metric_id(&app, "Placed Order").await;
     let flow = create_flow(&app, "Post-purchase", definition(&m)).await;
     assert_eq!(flow["type"], "flow");
@@ -203,6 +204,7 @@ async fn create_read_update_delete(backend: &str) {
 
 async fn list_filter_sort_paginate(backend: &str) {
     let app = start(backend).await;
+    app.enrol_mfa().await;
     let m = metric_id(&app, "Placed Order").await;
     let r = app
         .post(
@@ -308,6 +310,7 @@ async fn list_filter_sort_paginate(backend: &str) {
 
 async fn flow_actions(backend: &str) {
     let app = start(backend).await;
+    app.enrol_mfa().await;
     let m = metric_id(&app, "Placed Order").await;
     let flow = create_flow(&app, "Actions", definition(&m)).await;
     let id = flow["id"].as_str().expect("id").to_owned();
@@ -476,6 +479,7 @@ fn has(errors: &[Value], pointer: &str, detail: &str) -> bool {
 
 async fn validation_errors(backend: &str) {
     let app = start(backend).await;
+    app.enrol_mfa().await;
     let m = metric_id(&app, "Placed Order").await;
     let opened = metric_id(&app, "Opened Email").await;
     const D: &str = "/data/attributes/definition";
@@ -662,6 +666,7 @@ async fn key_with_scopes(app: &App, key: &str, scopes: &[&str]) {
 
 async fn auth_and_scopes(backend: &str) {
     let app = start(backend).await;
+    app.enrol_mfa().await;
     let m = metric_id(&app, "Placed Order").await;
     let flow = create_flow(&app, "Scoped", definition(&m)).await;
     let id = flow["id"].as_str().expect("id").to_owned();

@@ -402,10 +402,12 @@ pub fn update(
     if let Some(status) = change.status {
         flow.status = status;
     }
-    flow.updated = now;
+    // Strictly later than before, even when the clock has not moved: the
+    // engine notices flow changes by the sum of `updated`.
+    flow.updated = now.max(flow.updated + 1);
     ctx.conn.execute(
         "UPDATE flows SET name = $2, status = $3, updated = $4 WHERE id = $1",
-        params![&flow.id, &flow.name, &flow.status, now],
+        params![&flow.id, &flow.name, &flow.status, flow.updated],
     )?;
     Ok(Ok((flow, stored)))
 }

@@ -3,6 +3,7 @@
 //! file, WAL) and PostgreSQL are served by the same queries (see [`db`]).
 
 pub mod accounts;
+pub mod audit;
 pub mod cache;
 pub mod catalog;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod profiles;
 pub mod runs;
+pub mod users;
 pub mod writer;
 
 mod ids;

@@ -30,6 +30,10 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0005_run_worker.sql"),
     },
     Migration {
+        version: 6,
+        sql: include_str!("../migrations/sqlite/0006_access.sql"),
+    },
+    Migration {
         version: 7,
         sql: include_str!("../migrations/sqlite/0007_delivery.sql"),
     },
@@ -55,6 +59,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 5,
         sql: include_str!("../migrations/postgres/0005_run_worker.sql"),
+    },
+    Migration {
+        version: 6,
+        sql: include_str!("../migrations/postgres/0006_access.sql"),
     },
     Migration {
         version: 7,

@@ -18,7 +18,7 @@ use outflow_core::flow::definition::ActionKind;
 use outflow_core::flow::{webhook_context, CompiledWebhook, FlowDefinition};
 use outflow_delivery::signing::Secret;
 use outflow_store::deliveries::{self, AttemptView, DeliveryView, LogFilter};
-use outflow_store::StoreError;
+use outflow_store::{audit, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -210,13 +210,23 @@ pub async fn retry(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require("deliveries:write")?;
     auth.require_webhook_access()?;
-    let (account, now) = (auth.account().to_owned(), state.now());
+    let (account, now, actor) = (auth.account().to_owned(), state.now(), auth.actor());
     let d = state
         .store
         .write(move |ctx| {
             if !deliveries::retry(ctx.conn, &account, &id, now)? {
                 return Err(StoreError::NotFound(format!("delivery {id}")));
             }
+            audit::record(
+                ctx.conn,
+                &account,
+                &actor,
+                "delivery.retry",
+                "delivery",
+                &id,
+                &json!({}),
+                now,
+            )?;
             deliveries::get(ctx.conn, &account, &id)?
                 .ok_or_else(|| StoreError::NotFound(format!("delivery {id}")))
         })
@@ -256,10 +266,24 @@ pub async fn replay(
     let since = parse_time("since", &Some(b.since.clone()))?.unwrap_or(0);
     let until = parse_time("until", &b.until)?.unwrap_or(now + 1);
     let account = auth.account().to_owned();
-    let (f, a) = (b.flow_id.clone(), b.action_id.clone());
+    let (f, a, actor) = (b.flow_id.clone(), b.action_id.clone(), auth.actor());
     let n = state
         .store
-        .write(move |ctx| deliveries::replay(ctx.conn, &account, &f, &a, since, until, now))
+        .write(move |ctx| {
+            let n = deliveries::replay(ctx.conn, &account, &f, &a, since, until, now)?;
+            let detail = json!({"action_id": a, "since": since, "until": until, "replayed": n});
+            audit::record(
+                ctx.conn,
+                &account,
+                &actor,
+                "delivery.replay",
+                "flow",
+                &f,
+                &detail,
+                now,
+            )?;
+            Ok(n)
+        })
         .await
         .map_err(store_error)?;
     state.wake_delivery();
@@ -336,10 +360,23 @@ pub async fn enable_destination(
     auth.require_webhook_access()?;
     let (account, now) = (auth.account().to_owned(), state.now());
     webhook_action(&state, &account, &flow_id, &action_id).await?;
-    let (f, a) = (flow_id.clone(), action_id.clone());
+    let (f, a, actor) = (flow_id.clone(), action_id.clone(), auth.actor());
     state
         .store
-        .write(move |ctx| deliveries::enable_destination(ctx.conn, &account, &f, &a, now))
+        .write(move |ctx| {
+            deliveries::enable_destination(ctx.conn, &account, &f, &a, now)?;
+            let detail = json!({"action_id": a});
+            audit::record(
+                ctx.conn,
+                &account,
+                &actor,
+                "webhook.destination.enable",
+                "flow",
+                &f,
+                &detail,
+                now,
+            )
+        })
         .await
         .map_err(store_error)?;
     Ok(Json(json!({"data": {
@@ -371,10 +408,23 @@ pub async fn rotate_signing_secret(
     let (account, now) = (auth.account().to_owned(), state.now());
     let old_until = now + state.rotation_window().num_microseconds().unwrap_or(0);
     let fresh = Secret::generate().as_str().to_owned();
-    let f = fresh.clone();
+    let (f, actor) = (fresh.clone(), auth.actor());
     state
         .store
-        .write(move |ctx| deliveries::rotate_secret(ctx.conn, &account, &f, old_until, now))
+        .write(move |ctx| {
+            deliveries::rotate_secret(ctx.conn, &account, &f, old_until, now)?;
+            let detail = json!({"previous_valid_until": old_until});
+            audit::record(
+                ctx.conn,
+                &account,
+                &actor,
+                "signing_secret.rotate",
+                "account",
+                &account,
+                &detail,
+                now,
+            )
+        })
         .await
         .map_err(store_error)?;
     state.secrets_changed();

@@ -17,13 +17,63 @@ use axum::response::{IntoResponse, Response};
 use outflow_core::flow::{check, Checks, FlowDefinition, FlowError, FlowErrorKind};
 use outflow_store::db::Conn;
 use outflow_store::flows::{self as store_flows, Flow, FlowAction, FlowChange, ForeignActionId};
-use outflow_store::{lists, metrics, StoreError};
+use outflow_store::{audit, lists, metrics, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// Where a flow's definition sits in a create or update body.
 const DEFINITION: &str = "/data/attributes/definition";
+
+/// The `send-webhook` actions of a raw definition: id (`None` for a new
+/// action, which has only a `temporary_id`) and `data`.
+fn webhook_actions(def: &Value) -> Vec<(Option<&str>, Option<&Value>)> {
+    def.get("actions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|x| x.get("type").and_then(Value::as_str) == Some("send-webhook"))
+                .map(|x| (x.get("id").and_then(Value::as_str), x.get("data")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether going from `before` to `after` adds, edits (its `data`) or
+/// removes a `send-webhook` action: what the webhook gate guards. Moving
+/// other actions around a webhook does not touch it.
+pub fn touches_webhooks(before: Option<&Value>, after: Option<&Value>) -> bool {
+    let old: HashMap<&str, Option<&Value>> = before
+        .map(webhook_actions)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(id, data)| Some((id?, data)))
+        .collect();
+    let new = after.map(webhook_actions).unwrap_or_default();
+    let changed = new.iter().any(|(id, data)| match id {
+        None => true,
+        Some(id) => old.get(id) != Some(data),
+    });
+    changed
+        || old
+            .keys()
+            .any(|id| !new.iter().any(|(n, _)| n == &Some(*id)))
+}
+
+/// Records a flow change in the audit log.
+fn audit_flow(
+    ctx: &mut outflow_store::WriteCtx<'_>,
+    account: &str,
+    actor: &audit::Actor,
+    action: &str,
+    target: (&str, &str),
+    detail: Value,
+    now: i64,
+) -> Result<(), StoreError> {
+    audit::record(
+        ctx.conn, account, actor, action, target.0, target.1, &detail, now,
+    )
+}
 
 /// What flow handlers fail with: one error, or all the problems of a
 /// posted definition (Klaviyo's `errors` array holds several).
@@ -190,7 +240,11 @@ pub async fn create(
     let definition = attrs
         .definition
         .ok_or_else(|| ApiError::missing_field("/data/attributes", "definition"))?;
-    let (account, now) = (auth.account().to_owned(), state.now());
+    let webhooks = touches_webhooks(None, Some(&definition));
+    if webhooks {
+        auth.require_webhook_access()?;
+    }
+    let (account, now, actor) = (auth.account().to_owned(), state.now(), auth.actor());
     let allow = state.webhooks_allow_private();
     let saved = state
         .store
@@ -199,10 +253,25 @@ pub async fn create(
                 Ok(def) => def,
                 Err(errs) => return Ok(Err(definition_errors(errs))),
             };
-            Ok(
-                store_flows::create(ctx, &account, &name, &status, def, now)?
-                    .map_err(|e| foreign_id(&e, DEFINITION)),
-            )
+            let made = store_flows::create(ctx, &account, &name, &status, def, now)?;
+            if let Ok((flow, _)) = &made {
+                let detail = json!({
+                    "name": flow.name,
+                    "status": flow.status,
+                    "version": flow.version,
+                    "webhooks_changed": webhooks,
+                });
+                audit_flow(
+                    ctx,
+                    &account,
+                    &actor,
+                    "flow.create",
+                    ("flow", &flow.id),
+                    detail,
+                    now,
+                )?;
+            }
+            Ok(made.map_err(|e| foreign_id(&e, DEFINITION)))
         })
         .await
         .map_err(store_error)??;
@@ -267,12 +336,16 @@ pub async fn update(
     }
     let (account, now, shown) = (auth.account().to_owned(), state.now(), id.clone());
     let allow = state.webhooks_allow_private();
+    // Decided now, applied only if the change touches a webhook action.
+    let gate = auth.require_webhook_access();
+    let actor = auth.actor();
     let saved = state
         .store
         .write(move |ctx| {
-            if store_flows::get(ctx.conn, &account, &id)?.is_none() {
+            let Some((old, before)) = store_flows::get_with_definition(ctx.conn, &account, &id)?
+            else {
                 return Ok(Err(ApiError::resource_not_found("flow", &id).into()));
-            }
+            };
             let definition = match definition {
                 None => None,
                 Some(json) => match validate(ctx.conn, &account, json, DEFINITION, &allow)? {
@@ -280,13 +353,39 @@ pub async fn update(
                     Err(errs) => return Ok(Err(definition_errors(errs))),
                 },
             };
+            let webhooks = definition
+                .as_ref()
+                .is_some_and(|d| touches_webhooks(Some(&before), Some(d.raw())));
+            if webhooks {
+                if let Err(e) = gate {
+                    return Ok(Err(e.into()));
+                }
+            }
+            let mut detail = json!({
+                "name": name,
+                "status": status,
+                "webhooks_changed": webhooks,
+            });
             let change = FlowChange {
                 name,
                 status,
                 definition,
             };
-            Ok(store_flows::update(ctx, &account, &id, change, now)?
-                .map_err(|e| foreign_id(&e, DEFINITION)))
+            let done = store_flows::update(ctx, &account, &id, change, now)?;
+            if let Ok((flow, _)) = &done {
+                detail["version"] = json!(flow.version);
+                detail["definition_changed"] = json!(flow.version != old.version);
+                audit_flow(
+                    ctx,
+                    &account,
+                    &actor,
+                    "flow.update",
+                    ("flow", &id),
+                    detail,
+                    now,
+                )?;
+            }
+            Ok(done.map_err(|e| foreign_id(&e, DEFINITION)))
         })
         .await
         .map_err(|e| not_found_as("flow", &shown, e))??;
@@ -325,11 +424,35 @@ pub async fn delete(
 ) -> FlowResult {
     auth.require("flows:write")?;
     let (account, shown) = (auth.account().to_owned(), id.clone());
+    let (gate, actor, now) = (auth.require_webhook_access(), auth.actor(), state.now());
     state
         .store
-        .write(move |ctx| store_flows::delete(ctx, &account, &id))
+        .write(move |ctx| {
+            let Some((_, before)) = store_flows::get_with_definition(ctx.conn, &account, &id)?
+            else {
+                return Err(StoreError::NotFound(format!("flow {id}")));
+            };
+            let webhooks = touches_webhooks(Some(&before), None);
+            if webhooks {
+                if let Err(e) = gate {
+                    return Ok(Err(e));
+                }
+            }
+            store_flows::delete(ctx, &account, &id)?;
+            let detail = json!({"webhooks_changed": webhooks});
+            audit_flow(
+                ctx,
+                &account,
+                &actor,
+                "flow.delete",
+                ("flow", &id),
+                detail,
+                now,
+            )?;
+            Ok(Ok(()))
+        })
         .await
-        .map_err(|e| not_found_as("flow", &shown, e))?;
+        .map_err(|e| not_found_as("flow", &shown, e))??;
     state.wake();
     Ok(JsonApiResponse::no_content())
 }
@@ -856,6 +979,7 @@ pub async fn update_action(
     let (account, now) = (auth.account().to_owned(), state.now());
     let aid = id.clone();
     let allow = state.webhooks_allow_private();
+    let (gate, actor) = (auth.require_webhook_access(), auth.actor());
     let saved = state
         .store
         .write(move |ctx| {
@@ -878,6 +1002,15 @@ pub async fn update_action(
             let Some((index, actions)) = slot else {
                 return Ok(Err(ApiError::resource_not_found("flow-action", &aid).into()));
             };
+            let webhooks = touches_webhooks(
+                Some(&json!({"actions": [&actions[index]]})),
+                Some(&json!({"actions": [&posted]})),
+            );
+            if webhooks {
+                if let Err(e) = gate {
+                    return Ok(Err(e.into()));
+                }
+            }
             actions[index] = posted;
             let inner = format!("{DEFINITION}/actions/{index}");
             let def = match validate(ctx.conn, &account, whole, DEFINITION, &allow)? {
@@ -890,6 +1023,16 @@ pub async fn update_action(
             };
             match store_flows::update(ctx, &account, &action.flow_id, change, now)? {
                 Ok((flow, def)) => {
+                    let detail = json!({"flow_id": flow.id, "webhooks_changed": webhooks});
+                    audit_flow(
+                        ctx,
+                        &account,
+                        &actor,
+                        "flow-action.update",
+                        ("flow-action", &aid),
+                        detail,
+                        now,
+                    )?;
                     let action = store_flows::action(ctx.conn, &account, &aid)?
                         .ok_or_else(|| StoreError::NotFound(format!("flow-action {aid}")))?;
                     Ok(Ok((action, flow, def)))
@@ -904,4 +1047,53 @@ pub async fn update_action(
     let v = action_view(action, &flow, &def);
     let r: Resource = resources::flow_action(&url, &v.action, v.definition);
     Ok(JsonApiResponse::ok(single_document(&url, &r, &[])))
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::touches_webhooks;
+    use serde_json::json;
+
+    fn def(actions: serde_json::Value) -> serde_json::Value {
+        json!({ "actions": actions })
+    }
+
+    #[test]
+    fn what_touches_a_webhook_action() {
+        let hook = json!({"id": "2", "type": "send-webhook", "links": {"next": null},
+            "data": {"message": {"url": "https://a.example/x"}}});
+        let delay = json!({"id": "1", "type": "time-delay", "links": {"next": "2"}, "data": {"unit": "days", "value": 1}});
+        let before = def(json!([delay, hook]));
+        // Unchanged, or only other actions (and links) changed: no.
+        assert!(!touches_webhooks(Some(&before), Some(&before)));
+        let mut moved = hook.clone();
+        moved["links"]["next"] = json!("3");
+        let other = json!({"id": "1", "type": "time-delay", "links": {"next": "2"}, "data": {"unit": "days", "value": 2}});
+        assert!(!touches_webhooks(
+            Some(&before),
+            Some(&def(json!([other, moved])))
+        ));
+        assert!(!touches_webhooks(None, Some(&def(json!([delay])))));
+        // Added (new, temporary id), edited, removed, or retyped: yes.
+        let new = json!({"temporary_id": "h", "type": "send-webhook", "data": {}});
+        assert!(touches_webhooks(None, Some(&def(json!([new])))));
+        assert!(touches_webhooks(
+            Some(&before),
+            Some(&def(json!([delay, hook, new])))
+        ));
+        let mut edited = hook.clone();
+        edited["data"]["message"]["url"] = json!("https://b.example/x");
+        assert!(touches_webhooks(
+            Some(&before),
+            Some(&def(json!([delay, edited])))
+        ));
+        assert!(touches_webhooks(Some(&before), Some(&def(json!([delay])))));
+        assert!(touches_webhooks(Some(&before), None));
+        let retyped =
+            json!({"id": "2", "type": "time-delay", "data": {"unit": "days", "value": 1}});
+        assert!(touches_webhooks(
+            Some(&before),
+            Some(&def(json!([delay, retyped])))
+        ));
+    }
 }

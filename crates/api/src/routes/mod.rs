@@ -1,6 +1,9 @@
 //! The `/api/` endpoints, one module per Klaviyo resource, and ours under
 //! `/outflow/v1/`.
 
+pub mod api_keys;
+pub mod audit;
+pub mod auth;
 pub mod catalog;
 pub mod deliveries;
 pub mod events;
@@ -10,6 +13,7 @@ pub mod lists;
 pub mod metrics;
 pub mod profiles;
 pub mod review;
+pub mod users;
 
 use crate::error::{ApiError, ErrorSource};
 use serde::Deserialize;

@@ -31,6 +31,8 @@ pub async fn start_on(db: TestDb) -> App {
         bootstrap_api_key: Some(KEY.into()),
         log: "warn".into(),
         webhooks_allow_private: vec!["127.0.0.1".into()],
+        session_ttl_secs: 3600,
+        password_hash_memory_kib: 64,
         ..Config::default()
     };
     let clock = Arc::new(ManualClock::new(
@@ -128,6 +130,34 @@ impl App {
             req = req.body(b);
         }
         self.send(req).await
+    }
+
+    /// Enrols TOTP MFA for the bootstrap owner through the API (as a real
+    /// client would), so its key may touch webhook actions. Returns the
+    /// secret; `totp` gives codes for later steps.
+    pub async fn enrol_mfa(&self) -> String {
+        let r = self.post("/outflow/v1/me/mfa", serde_json::json!({})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let secret = r.body["data"]["secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned();
+        let code = self.totp(&secret);
+        let r = self
+            .post(
+                "/outflow/v1/me/mfa/confirm",
+                serde_json::json!({"code": code}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        secret
+    }
+
+    /// The TOTP code of `secret` at the server's (manual) clock.
+    pub fn totp(&self, secret: &str) -> String {
+        use outflow_core::Clock;
+        outflow_store::users::totp_code(secret, self.clock.now().timestamp_micros())
+            .expect("totp code")
     }
 
     pub async fn stop(mut self) {

@@ -139,7 +139,39 @@ pub async fn metric_id(http: &reqwest::Client, base: &str, metric: &str) -> Stri
         .to_owned()
 }
 
-/// Creates a live flow: metric trigger → time-delay (hours) → update-profile
+/// Enrols TOTP MFA for the bootstrap owner (webhook actions need it),
+/// unless it already is. The code is computed from the system clock: call
+/// while the clock file's offset is 0.
+pub async fn enrol_mfa(http: &reqwest::Client, base: &str) {
+    let (s, b) = call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/outflow/v1/me/mfa"),
+        None,
+    )
+    .await;
+    if s == 409 {
+        return;
+    }
+    assert_eq!(s, 200, "{b}");
+    let secret = b["data"]["secret"].as_str().expect("secret");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_micros();
+    let code =
+        outflow_store::users::totp_code(secret, i64::try_from(now).expect("time")).expect("code");
+    let (s, b) = call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/outflow/v1/me/mfa/confirm"),
+        Some(json!({ "code": code })),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+/// Creates a live flow (enrolling the owner's MFA first): metric trigger → time-delay (hours) → update-profile
 /// (`woken = yes`) → send-webhook to `hook_url` with the person's email.
 pub async fn create_flow(
     http: &reqwest::Client,
@@ -162,6 +194,7 @@ pub async fn create_flow(
         ],
         "entry_action_id": "wait"
     });
+    enrol_mfa(http, base).await;
     let (s, b) = call(
         http,
         reqwest::Method::POST,
