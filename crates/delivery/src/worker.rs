@@ -37,7 +37,10 @@ pub struct DeliveryConfig {
     pub timeout: std::time::Duration,
     /// Requests in flight at once per destination host.
     pub per_host: usize,
-    /// Deliveries waiting for one host beyond which new ones are deferred.
+    /// Deliveries waiting in memory for one host beyond which new ones are
+    /// deferred. A queued delivery whose lease would run out before it
+    /// could finish, or whose host's breaker opened meanwhile, is deferred
+    /// when its turn comes instead of being sent.
     pub per_host_queue: usize,
     pub policy: RetryPolicy,
     pub breaker: BreakerConfig,
@@ -60,7 +63,7 @@ impl Default for DeliveryConfig {
             connect_timeout: std::time::Duration::from_secs(5),
             timeout: std::time::Duration::from_secs(15),
             per_host: 64,
-            per_host_queue: 256,
+            per_host_queue: 4096,
             policy: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
             allow_private: Vec::new(),
@@ -297,8 +300,9 @@ impl Deliverer {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
             let me = self.clone();
             let owner = owner.clone();
+            let claimed_at = std::time::Instant::now();
             tokio::spawn(async move {
-                let rec = me.attempt(&host, &key, owner, d).await;
+                let rec = me.attempt(&host, &key, owner, d, claimed_at).await;
                 host.queued.fetch_sub(1, Ordering::Relaxed);
                 me.finish(rec);
                 if me.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -315,8 +319,37 @@ impl Deliverer {
         let _ = self.done_tx.send(r);
     }
 
-    async fn attempt(&self, host: &Host, key: &str, owner: String, d: Claimed) -> Recorded {
+    async fn attempt(
+        &self,
+        host: &Host,
+        key: &str,
+        owner: String,
+        d: Claimed,
+        claimed_at: std::time::Instant,
+    ) -> Recorded {
         let _slot = host.slots.acquire().await;
+        let now = self.clock.now();
+        let open_until = match host.breaker.lock().map(|b| b.state()) {
+            Ok(crate::breaker::State::Open { until }) if until > now => Some(until),
+            _ => None,
+        };
+        // Sending now could outlive the claim: another worker might take
+        // the delivery over and send it a second time.
+        let budget = self.config.lease.to_std().unwrap_or_default() * 9 / 10;
+        let late = claimed_at.elapsed() + self.config.timeout > budget;
+        if open_until.is_some() || late {
+            self.metrics.attempt("deferred");
+            let due = open_until.unwrap_or(now + self.config.defer);
+            return Recorded {
+                owner,
+                delivery: d,
+                attempt: None,
+                next: Next::Defer {
+                    due: to_micros(due),
+                },
+                profile_properties: None,
+            };
+        }
         let secrets = match self.secrets_for(&d.account_id).await {
             Ok(s) => s,
             Err(e) => {

@@ -198,9 +198,9 @@ impl Config {
             chrono::Duration::seconds(self.webhooks_retry_max_interval_seconds as i64);
         d.per_host = self.webhooks_per_host_concurrency.max(1);
         d.rotation_window = chrono::Duration::hours(self.webhooks_rotation_window_hours as i64);
-        // A claim outlives a full host queue draining at the timeout.
-        let drain = d.timeout.as_secs() as i64 * (d.per_host_queue / d.per_host).max(1) as i64;
-        d.lease = chrono::Duration::seconds((2 * drain).max(120));
+        // A claim outlives several attempts at the timeout; a queued
+        // delivery that would outlive its claim is deferred, not sent.
+        d.lease = chrono::Duration::seconds((4 * d.timeout.as_secs() as i64).max(120));
         e
     }
 

@@ -144,14 +144,29 @@ async fn secrets_never_appear_in_the_logs() {
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
     let engine = app.server.as_ref().expect("server").engine.clone();
-    engine.run_until_idle().await.expect("engine runs");
-    let runs = app.get(&format!("/outflow/v1/flows/{flow}/runs")).await;
+    // The server's own engine loop may hold the run's lease at first: tick
+    // until the step is recorded (bounded).
+    let started = std::time::Instant::now();
+    let mut runs = app.get(&format!("/outflow/v1/flows/{flow}/runs")).await;
+    while !runs.text.contains("\"action_id\"")
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        engine.run_until_idle().await.expect("engine runs");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        runs = app.get(&format!("/outflow/v1/flows/{flow}/runs")).await;
+    }
     assert_eq!(runs.status, 200, "{}", runs.text);
     assert!(
         runs.text.contains("\"action_id\""),
         "the webhook step ran: {}",
         runs.text
     );
+    let r = bearer("POST", "/outflow/v1/signing-secret/rotate", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let signing = r.body["secret"]
+        .as_str()
+        .expect("signing secret")
+        .to_owned();
     let r = bearer("POST", "/outflow/v1/auth/logout", json!({})).await;
     assert_eq!(r.status, 204, "{}", r.text);
     app.stop().await;
@@ -169,6 +184,8 @@ async fn secrets_never_appear_in_the_logs() {
         ("session token", token.as_str()),
         ("new API key", new_key.as_str()),
         ("webhook Authorization header", "hook-token-S3cr3t"),
+        ("signing secret", signing.as_str()),
+        ("signing key", signing.trim_start_matches("whsec_")),
     ] {
         assert!(!logs.contains(secret), "the {what} appears in the logs");
     }

@@ -233,10 +233,12 @@ pub async fn send_events(http: &reqwest::Client, base: &str, metric: &str, email
     }
 }
 
-/// A webhook receiver in the test process: counts requests per email.
+/// A webhook receiver in the test process: counts requests per email and
+/// remembers the `webhook-id`s each email arrived with.
 #[derive(Clone, Default)]
 pub struct Receiver {
     pub hits: Arc<Mutex<HashMap<String, usize>>>,
+    pub ids: Arc<Mutex<HashMap<String, std::collections::HashSet<String>>>>,
 }
 
 impl Receiver {
@@ -262,9 +264,24 @@ impl Receiver {
     }
 }
 
-async fn hook(State(r): State<Receiver>, body: String) -> StatusCode {
+async fn hook(
+    State(r): State<Receiver>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> StatusCode {
     let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let email = v["email"].as_str().unwrap_or("?").to_owned();
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    r.ids
+        .lock()
+        .expect("ids")
+        .entry(email.clone())
+        .or_default()
+        .insert(id);
     *r.hits.lock().expect("hits").entry(email).or_default() += 1;
     StatusCode::OK
 }

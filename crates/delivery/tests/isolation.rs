@@ -1,0 +1,175 @@
+//! Issue #7, acceptance 3: one destination never answers while another
+//! answers at once; the 1,000 deliveries to the healthy one complete within
+//! twice the time of the same run without the dead destination.
+//!
+//! The deliveries are written straight into the outbox and the worker runs
+//! its background loops, as in `serve`.
+
+use chrono::{DateTime, Utc};
+use outflow_core::clock::to_micros;
+use outflow_core::SystemClock;
+use outflow_delivery::{Deliverer, DeliveryConfig};
+use outflow_store::deliveries::{self, NewDelivery};
+use outflow_store::Store;
+use outflow_testkit::TestDb;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const N: usize = 1_000;
+
+fn t0() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// Answers every request at once with 200 and counts them.
+async fn healthy() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let h = h.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    // Bodies are "{}": a request ends two bytes after its head.
+                    while let Some(end) = find(&buf, b"\r\n\r\n") {
+                        if buf.len() < end + 4 + 2 {
+                            break;
+                        }
+                        buf.drain(..end + 4 + 2);
+                        h.fetch_add(1, Ordering::SeqCst);
+                        let r = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if sock.write_all(r).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/hook"), hits)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Accepts connections and never answers.
+async fn dead() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0")
+        .await
+        .or(tokio::net::TcpListener::bind("127.0.0.1:0").await)
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    format!("http://{addr}/hook")
+}
+
+/// Writes `N` deliveries to `good` (and `N` to `bad`, interleaved), starts
+/// the worker and returns how long the good ones took.
+async fn run(backend: &str, good: &str, hits: &AtomicUsize, bad: Option<&str>) -> Duration {
+    let db = TestDb::by_name(backend);
+    let store = Store::open(&db.url()).await.expect("store");
+    let clock = Arc::new(SystemClock);
+    let now = to_micros(t0());
+    let account = store
+        .write(move |ctx| outflow_store::accounts::bootstrap(ctx.conn, None, now))
+        .await
+        .expect("bootstrap")
+        .expect("account")
+        .account_id;
+    let mut rows = Vec::new();
+    for i in 0..N {
+        for (url, action) in [(Some(good), "good"), (bad, "bad")] {
+            let Some(url) = url else { continue };
+            rows.push(NewDelivery {
+                id: outflow_store::new_ulid(),
+                account_id: account.clone(),
+                run_id: format!("run-{action}-{i}"),
+                flow_id: "flow".into(),
+                profile_id: format!("p{i}"),
+                action_id: action.into(),
+                url: url.to_owned(),
+                method: "POST".into(),
+                headers: "[]".into(),
+                body: "{}".into(),
+                response_map: None,
+                status: deliveries::status::PENDING.into(),
+                last_error: None,
+                now,
+            });
+        }
+    }
+    store
+        .write(move |ctx| {
+            for r in &rows {
+                deliveries::insert(ctx.conn, r)?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("outbox");
+    let config = DeliveryConfig {
+        allow_private: vec!["127.0.0.0/8".into()],
+        timeout: Duration::from_secs(30),
+        ..DeliveryConfig::default()
+    };
+    let d = Arc::new(Deliverer::new(store.clone(), clock, config).expect("deliverer"));
+    let start = Instant::now();
+    let _tasks = d.clone().spawn(Duration::from_millis(5));
+    while hits.load(Ordering::SeqCst) < N {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "healthy deliveries stalled at {}",
+            hits.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    start.elapsed()
+}
+
+async fn dead_destination_does_not_delay_a_healthy_one(backend: &str) {
+    let (good, hits) = healthy().await;
+    let alone = run(backend, &good, &hits, None).await;
+    let (good2, hits2) = healthy().await;
+    let bad = dead().await;
+    let beside = run(backend, &good2, &hits2, Some(&bad)).await;
+    eprintln!(
+        "{backend}: {N} healthy deliveries alone {alone:?}, beside a dead destination {beside:?}"
+    );
+    // A floor keeps scheduler noise on a tiny base from failing the ratio.
+    let limit = 2 * alone.max(Duration::from_millis(250));
+    assert!(
+        beside <= limit,
+        "beside a dead destination {beside:?} > 2 × {alone:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite() {
+    dead_destination_does_not_delay_a_healthy_one("sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres() {
+    dead_destination_does_not_delay_a_healthy_one("postgres").await
+}
