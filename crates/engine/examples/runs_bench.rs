@@ -367,6 +367,7 @@ async fn tick_timed(
         dispatched,
         executed,
         sent,
+        ..Default::default()
     }
 }
 

@@ -96,6 +96,15 @@ impl Loaded {
                     p.memberships.insert(r.text(1)?);
                 }
             }
+            // Segments (issue #5) share the id space of group conditions.
+            let sql = format!(
+                "SELECT profile_id, segment_id FROM segment_members WHERE profile_id IN ({list})"
+            );
+            for r in conn.query(&sql, &params)? {
+                if let Some(p) = out.profiles.get_mut(&r.text(0)?) {
+                    p.memberships.insert(r.text(1)?);
+                }
+            }
             if metrics.is_empty() {
                 continue;
             }

@@ -7,6 +7,7 @@
 //! nothing. All time comes from the injected [`Clock`]: tests move it and
 //! call [`Engine::tick`] instead of sleeping.
 
+pub mod audiences;
 pub mod dispatch;
 pub mod executor;
 pub mod facts;
@@ -55,6 +56,7 @@ impl Default for EngineConfig {
 /// What one [`Engine::tick`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tick {
+    pub audiences: audiences::Worked,
     pub dispatched: dispatch::Dispatched,
     pub executed: executor::Executed,
     pub sent: sender::Sent,
@@ -62,12 +64,14 @@ pub struct Tick {
 
 impl Tick {
     pub fn is_idle(&self) -> bool {
-        self.dispatched.items == 0
+        self.audiences.is_idle()
+            && self.dispatched.items == 0
             && self.executed.claimed == 0
             && self.sent.succeeded + self.sent.skipped == 0
     }
 
     fn add(&mut self, t: Tick) {
+        self.audiences.add(t.audiences);
         self.dispatched.items += t.dispatched.items;
         self.dispatched.runs += t.dispatched.runs;
         self.executed.claimed += t.executed.claimed;
@@ -83,6 +87,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     pub dispatcher: dispatch::Dispatcher,
+    pub audiences: audiences::Audiences,
     pub executor: executor::Executor,
     pub sender: sender::Sender,
     wake: Notify,
@@ -99,7 +104,9 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
         Ok(Self {
-            dispatcher: dispatch::Dispatcher::new(config.batch),
+            dispatcher: dispatch::Dispatcher::new(config.batch)
+                .with_source(Arc::new(audiences::SegmentSource)),
+            audiences: audiences::Audiences::new(config.batch),
             executor: executor::Executor::new(config.worker_id.clone(), config.batch, config.lease),
             sender: sender::Sender::new(
                 config.worker_id.clone(),
@@ -121,11 +128,13 @@ impl Engine {
     /// One batch of each kind of work: refresh the flow index if flows
     /// changed, dispatch new feed items, advance due runs, send webhooks.
     pub async fn tick(&self) -> Result<Tick, EngineError> {
+        let audiences = self.audiences.pass(&self.store, self.clock.now()).await?;
         self.dispatcher.refresh(&self.store).await?;
         let dispatched = self.dispatcher.pass(&self.store, self.clock.now()).await?;
         let executed = self.executor.pass(&self.store, self.clock.now()).await?;
         let sent = self.sender.pass(&self.store, self.clock.now()).await?;
         Ok(Tick {
+            audiences,
             dispatched,
             executed,
             sent,

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod profiles;
 pub mod runs;
+pub mod segments;
 pub mod writer;
 
 mod ids;

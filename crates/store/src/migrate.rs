@@ -29,6 +29,11 @@ const SQLITE: &[Migration] = &[
         version: 5,
         sql: include_str!("../migrations/sqlite/0005_run_worker.sql"),
     },
+    // 6 and 7 belong to other branches; unrecorded versions still apply.
+    Migration {
+        version: 8,
+        sql: include_str!("../migrations/sqlite/0008_audiences.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -51,6 +56,11 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 5,
         sql: include_str!("../migrations/postgres/0005_run_worker.sql"),
+    },
+    // 6 and 7 belong to other branches; unrecorded versions still apply.
+    Migration {
+        version: 8,
+        sql: include_str!("../migrations/postgres/0008_audiences.sql"),
     },
 ];
 

@@ -1,0 +1,63 @@
+//! Audiences (issue #5): segment membership kept current
+//! ([`segments::SegmentEvaluator`]), the segment trigger as a dispatch feed
+//! ([`trigger::SegmentSource`]), add-past-profiles ([`backfill`]) and the
+//! price-drop trigger ([`price_drop`]).
+
+pub mod backfill;
+pub mod enrol;
+pub mod price_drop;
+pub mod segments;
+pub mod trigger;
+
+pub use trigger::SegmentSource;
+
+use crate::EngineError;
+use chrono::{DateTime, Utc};
+use outflow_store::Store;
+
+/// What one audiences pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Worked {
+    pub segments: segments::Evaluated,
+    /// Backfill profiles and price changes read.
+    pub other: usize,
+    /// Runs created by backfills and price drops.
+    pub runs: usize,
+}
+
+impl Worked {
+    pub fn is_idle(&self) -> bool {
+        self.segments.is_idle() && self.other == 0
+    }
+
+    pub fn add(&mut self, o: Worked) {
+        self.segments.add(o.segments);
+        self.other += o.other;
+        self.runs += o.runs;
+    }
+}
+
+pub struct Audiences {
+    pub segments: segments::SegmentEvaluator,
+}
+
+impl Audiences {
+    pub fn new(batch: usize) -> Self {
+        Self {
+            segments: segments::SegmentEvaluator::new(batch),
+        }
+    }
+
+    /// Membership first (so a join made now is dispatched this tick), then
+    /// one add-past-profiles page and one price change.
+    pub async fn pass(&self, store: &Store, now: DateTime<Utc>) -> Result<Worked, EngineError> {
+        let segments = self.segments.pass(store, now).await?;
+        let b = backfill::pass(store, now).await?;
+        let (p, runs) = price_drop::pass(store, now).await?;
+        Ok(Worked {
+            segments,
+            other: b + p,
+            runs,
+        })
+    }
+}
