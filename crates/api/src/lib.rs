@@ -43,7 +43,7 @@ use axum::Router;
 /// Klaviyo's own `links.self` URLs take.
 pub fn router(state: AppState) -> Router {
     use axum::routing::{post, MethodRouter};
-    use routes::{catalog, events, flows, health, lists, metrics, profiles};
+    use routes::{catalog, events, flows, health, lists, metrics, profiles, segments};
     let routes: Vec<(&str, MethodRouter<AppState>)> = vec![
         ("/api/events", get(events::list).post(events::create)),
         ("/api/events/{id}", get(events::get)),
@@ -105,6 +105,19 @@ pub fn router(state: AppState) -> Router {
             "/api/lists/{id}/flow-triggers",
             get(flows::list_flow_triggers),
         ),
+        // Segments (issue #5).
+        ("/api/segments", get(segments::list).post(segments::create)),
+        (
+            "/api/segments/{id}",
+            get(segments::get)
+                .patch(segments::update)
+                .delete(segments::delete),
+        ),
+        ("/api/segments/{id}/profiles", get(segments::members)),
+        (
+            "/api/segments/{id}/flow-triggers",
+            get(flows::segment_flow_triggers),
+        ),
     ];
     let mut api = Router::new();
     for (path, handler) in routes {
@@ -130,6 +143,12 @@ pub fn router(state: AppState) -> Router {
             "/outflow/v1/profiles/{id}/runs",
             get(routes::review::profile_runs),
         )
+        // Audiences (issue #5).
+        .route(
+            "/outflow/v1/flows/{id}/add-past-profiles",
+            post(segments::add_past_profiles),
+        )
+        .route("/outflow/v1/flow-backfills/{id}", get(segments::backfill))
         .with_state(state)
 }
 

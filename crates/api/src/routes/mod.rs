@@ -9,6 +9,7 @@ pub mod lists;
 pub mod metrics;
 pub mod profiles;
 pub mod review;
+pub mod segments;
 
 use crate::error::{ApiError, ErrorSource};
 use serde::Deserialize;

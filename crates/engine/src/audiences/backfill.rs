@@ -1,7 +1,7 @@
 //! `POST /outflow/v1/flows/{id}/add-past-profiles`: Klaviyo's "Add past
 //! profiles". The API records a request; this enrols the flow's current
 //! audience (the segment's or list's members) a page at a time, with the
-//! usual entry rules, so a profile already in the flow is not added twice.
+//! usual entry filters; a profile that was ever in the flow is not added.
 
 use super::enrol;
 use crate::EngineError;
@@ -53,7 +53,7 @@ pub async fn pass(store: &Store, now: DateTime<Utc>) -> Result<usize, EngineErro
                 Some(f) => {
                     let cands: Vec<(String, Option<serde_json::Value>)> =
                         page.iter().map(|p| (p.clone(), None)).collect();
-                    enrol::plan(conn, f, &cands, now)?
+                    enrol::plan(conn, f, &cands, now, enrol::Past::Skip)?
                 }
                 None => Vec::new(),
             };

@@ -87,6 +87,15 @@ pub fn flow(
     Ok(None)
 }
 
+/// Whether a profile that was ever in the flow may enter again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Past {
+    /// The flow's re-entry criteria decide (a trigger firing).
+    ReentryRules,
+    /// Never (add past profiles: only those the flow has not seen).
+    Skip,
+}
+
 /// The runs `candidates` (profile, trigger event) start in `flow`: at most
 /// one per profile, and none for a profile the re-entry rules or filters
 /// keep out.
@@ -95,6 +104,7 @@ pub fn plan(
     flow: &FlowOnTrigger,
     candidates: &[(String, Option<Value>)],
     now: DateTime<Utc>,
+    past: Past,
 ) -> Result<Vec<NewRun>, StoreError> {
     if candidates.is_empty() {
         return Ok(Vec::new());
@@ -116,6 +126,9 @@ pub fn plan(
             continue;
         };
         let (last, active) = history.get(pid).cloned().unwrap_or((None, false));
+        if past == Past::Skip && last.is_some() {
+            continue;
+        }
         if !may_enter(flow.def.reentry_criteria.as_ref(), last, active, now) {
             continue;
         }

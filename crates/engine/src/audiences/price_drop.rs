@@ -139,7 +139,13 @@ pub async fn pass(store: &Store, now: DateTime<Utc>) -> Result<(usize, usize), E
                             .into_iter()
                             .map(|(p, a)| (p, Some(price_drop::trigger_event(&shown, old, new, a))))
                             .collect();
-                    new_runs.extend(enrol::plan(conn, f, &cands, now)?);
+                    new_runs.extend(enrol::plan(
+                        conn,
+                        f,
+                        &cands,
+                        now,
+                        enrol::Past::ReentryRules,
+                    )?);
                 }
             }
             Ok((change.seq, 1, new_runs))
