@@ -410,6 +410,147 @@ async fn price_drop(backend: &str) {
     assert_eq!(e.runs_of_flow(&by_amount).await.len(), 1);
 }
 
+fn date_flow(
+    property: &str,
+    days_before: i64,
+    recurrence: &str,
+    timezone: &str,
+    time: &str,
+) -> Value {
+    json!({"triggers": [{"type": "date", "date_field_type": "profile-property",
+        "date_profile_property": property, "timedelta_unit_before_date": "days",
+        "timedelta_value_before_date": days_before, "recurrence_frequency": recurrence,
+        "timezone": timezone, "trigger_time": time}],
+        "actions": [mark("dated")], "entry_action_id": "1"})
+}
+
+fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .expect("time")
+        .to_utc()
+}
+
+async fn ran(e: &Env, f: &str) -> Vec<String> {
+    sorted(
+        e.runs_of_flow(f)
+            .await
+            .into_iter()
+            .map(|r| r.profile_id)
+            .collect(),
+    )
+}
+
+async fn date_trigger_across_dst(backend: &str) {
+    let e = env(backend).await;
+    // Profiles that exist before the flow are indexed by its build.
+    let spring = e
+        .profile("s@x.io", json!({"Anniversary": "2010-03-31"}))
+        .await;
+    let winter = e
+        .profile("w@x.io", json!({"Anniversary": "2010-03-30"}))
+        .await;
+    let f = e
+        .flow(
+            "live",
+            ("date", ""),
+            date_flow("Anniversary", 2, "annually", "Europe/Berlin", "09:00"),
+        )
+        .await;
+    e.settle().await;
+    // 2 days before 30 March is 28 March, still CET: 09:00 is 08:00 UTC.
+    e.clock.set(at("2026-03-28T07:59:00Z"));
+    e.settle().await;
+    assert!(ran(&e, &f).await.is_empty());
+    e.clock.set(at("2026-03-28T08:01:00Z"));
+    e.settle().await;
+    assert_eq!(ran(&e, &f).await, vec![winter.clone()]);
+    // 29 March is the switch to CEST: 09:00 is 07:00 UTC.
+    e.clock.set(at("2026-03-29T06:59:00Z"));
+    e.settle().await;
+    assert_eq!(ran(&e, &f).await, vec![winter.clone()]);
+    e.clock.set(at("2026-03-29T07:01:00Z"));
+    e.settle().await;
+    assert_eq!(
+        ran(&e, &f).await,
+        sorted(vec![winter.clone(), spring.clone()])
+    );
+    // Settling again fires nothing twice; a year later both come round.
+    e.settle().await;
+    assert_eq!(e.runs_of_flow(&f).await.len(), 2);
+    e.clock.set(at("2027-03-29T07:01:00Z"));
+    e.settle().await;
+    assert_eq!(e.runs_of_flow(&f).await.len(), 4);
+}
+
+async fn date_trigger_on_29_february(backend: &str) {
+    let e = env(backend).await;
+    let f = e
+        .flow(
+            "live",
+            ("date", ""),
+            date_flow("Birthday", 0, "annually", "profile", "10:00"),
+        )
+        .await;
+    e.settle().await;
+    // Created after the flow: indexed from the change feed. A date without a
+    // time is the same calendar day in New York (not midnight UTC).
+    let p = e
+        .profile(
+            "leap@x.io",
+            json!({"Birthday": "2004-02-29", "$timezone": "America/New_York"}),
+        )
+        .await;
+    e.settle().await;
+    // 2027 is a common year: 28 February, 10:00 in New York (15:00 UTC).
+    e.clock.set(at("2027-02-28T14:59:00Z"));
+    e.settle().await;
+    assert!(ran(&e, &f).await.is_empty());
+    e.clock.set(at("2027-02-28T15:01:00Z"));
+    e.settle().await;
+    assert_eq!(ran(&e, &f).await, vec![p.clone()]);
+    // 2028 is a leap year: not on the 28th, on the 29th.
+    e.clock.set(at("2028-02-28T16:00:00Z"));
+    e.settle().await;
+    assert_eq!(e.runs_of_flow(&f).await.len(), 1);
+    e.clock.set(at("2028-02-29T15:01:00Z"));
+    e.settle().await;
+    assert_eq!(e.runs_of_flow(&f).await.len(), 2);
+}
+
+async fn date_trigger_rechecks_changed_dates(backend: &str) {
+    let e = env(backend).await;
+    let f = e
+        .flow(
+            "live",
+            ("date", ""),
+            date_flow("Renewal", 1, "never", "UTC", "09:00"),
+        )
+        .await;
+    let (soon, later, none) = (
+        e.profile("soon@x.io", json!({})).await,
+        e.profile("later@x.io", json!({})).await,
+        e.profile("none@x.io", json!({})).await,
+    );
+    e.settle().await;
+    // Now is 2 March 10:00 UTC. Renewal tomorrow: its firing (today 09:00)
+    // has passed, so the profile enters as soon as the date is set.
+    e.set_properties(&soon, json!({"Renewal": "2026-03-03"}))
+        .await;
+    e.set_properties(&later, json!({"Renewal": "2026-03-10"}))
+        .await;
+    e.set_properties(&none, json!({"Renewal": "not a date"}))
+        .await;
+    e.settle().await;
+    assert_eq!(ran(&e, &f).await, vec![soon.clone()]);
+    // "never" fires once, on the day before, at 09:00.
+    e.clock.set(at("2026-03-09T09:01:00Z"));
+    e.settle().await;
+    assert_eq!(ran(&e, &f).await, sorted(vec![soon, later]));
+    e.clock.set(at("2027-03-09T09:01:00Z"));
+    e.settle().await;
+    assert_eq!(e.runs_of_flow(&f).await.len(), 2);
+}
+
 on_both!(
     property_conditions,
     metric_conditions,
@@ -418,4 +559,7 @@ on_both!(
     sliding_window_joins_trigger,
     add_past_profiles,
     price_drop,
+    date_trigger_across_dst,
+    date_trigger_on_29_february,
+    date_trigger_rechecks_changed_dates,
 );

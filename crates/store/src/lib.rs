@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod cache;
 pub mod catalog;
+pub mod dates;
 pub mod db;
 pub mod events;
 pub mod flows;

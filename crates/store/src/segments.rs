@@ -460,9 +460,14 @@ pub fn profile_changes_after(
         .collect()
 }
 
-/// Drops processed profile changes (the feed is only a queue).
-pub fn prune_profile_changes(conn: &mut dyn Conn, upto: i64) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM profile_changes WHERE seq <= $1", params![upto])?;
+/// Drops profile changes both of their readers (segments and the date
+/// index) have passed (the feed is only a queue).
+pub fn prune_profile_changes(conn: &mut dyn Conn) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM profile_changes WHERE seq <= (SELECT COALESCE(MIN(position), 0) \
+         FROM dispatch_cursors WHERE feed IN ('segments:profiles', 'dates:profiles'))",
+        params![],
+    )?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! event or a profile change re-evaluates only the segments it can affect —
 //! and the arithmetic of the date and price-drop triggers.
 
+pub mod date;
 pub mod price_drop;
 
 use crate::flow::condition::{

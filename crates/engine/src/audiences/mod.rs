@@ -1,9 +1,10 @@
 //! Audiences (issue #5): segment membership kept current
 //! ([`segments::SegmentEvaluator`]), the segment trigger as a dispatch feed
-//! ([`trigger::SegmentSource`]), add-past-profiles ([`backfill`]) and the
-//! price-drop trigger ([`price_drop`]).
+//! ([`trigger::SegmentSource`]), add-past-profiles ([`backfill`]), the
+//! price-drop trigger ([`price_drop`]) and the date trigger ([`date`]).
 
 pub mod backfill;
+pub mod date;
 pub mod enrol;
 pub mod price_drop;
 pub mod segments;
@@ -39,25 +40,28 @@ impl Worked {
 
 pub struct Audiences {
     pub segments: segments::SegmentEvaluator,
+    pub dates: date::DateTriggers,
 }
 
 impl Audiences {
     pub fn new(batch: usize) -> Self {
         Self {
             segments: segments::SegmentEvaluator::new(batch),
+            dates: date::DateTriggers::new(batch),
         }
     }
 
     /// Membership first (so a join made now is dispatched this tick), then
-    /// one add-past-profiles page and one price change.
+    /// one add-past-profiles page, one price change and the date work.
     pub async fn pass(&self, store: &Store, now: DateTime<Utc>) -> Result<Worked, EngineError> {
         let segments = self.segments.pass(store, now).await?;
         let b = backfill::pass(store, now).await?;
         let (p, runs) = price_drop::pass(store, now).await?;
+        let d = self.dates.pass(store, now).await?;
         Ok(Worked {
             segments,
-            other: b + p,
-            runs,
+            other: b + p + d.read,
+            runs: runs + d.runs,
         })
     }
 }

@@ -233,7 +233,7 @@ impl SegmentEvaluator {
                             ph.max(p0),
                             now_us,
                         )?;
-                        segments::prune_profile_changes(ctx.conn, ph)
+                        segments::prune_profile_changes(ctx.conn)
                     })
                     .await?;
             }
@@ -324,7 +324,7 @@ impl SegmentEvaluator {
                     return Err(StoreError::Conflict("segment feeds moved under us".into()));
                 }
                 let n = segments::apply(ctx.conn, &found, now_us)?;
-                segments::prune_profile_changes(ctx.conn, p1)?;
+                segments::prune_profile_changes(ctx.conn)?;
                 Ok(n)
             })
             .await;

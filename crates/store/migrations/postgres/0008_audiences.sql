@@ -46,7 +46,8 @@ CREATE TABLE profile_changes (
 
 CREATE FUNCTION outflow_profile_changed() RETURNS trigger AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM segments WHERE account_id = NEW.account_id) THEN
+    IF EXISTS (SELECT 1 FROM segments WHERE account_id = NEW.account_id)
+       OR EXISTS (SELECT 1 FROM flows WHERE account_id = NEW.account_id AND trigger_type = 'date') THEN
         INSERT INTO profile_changes (account_id, profile_id, created)
             VALUES (NEW.account_id, NEW.id, CASE WHEN TG_OP = 'INSERT' THEN 1 ELSE 0 END);
     END IF;
@@ -100,9 +101,39 @@ CREATE TABLE date_trigger_fired (
     PRIMARY KEY (flow_id, profile_id, occurrence)
 );
 
+-- The date trigger's index: each profile's date under each property a date
+-- flow reads, keyed so the daily pass looks up only the profiles whose date
+-- can match (annual: month and day; monthly: day; weekly: weekday; never:
+-- the date). Kept current from profile_changes.
+CREATE TABLE profile_dates (
+    account_id   TEXT NOT NULL,
+    property     TEXT NOT NULL,
+    profile_id   TEXT NOT NULL,
+    month_day    BIGINT NOT NULL,
+    day_of_month BIGINT NOT NULL,
+    weekday      BIGINT NOT NULL,
+    date         TEXT NOT NULL,
+    PRIMARY KEY (account_id, property, profile_id)
+);
+CREATE INDEX profile_dates_month_day ON profile_dates (account_id, property, month_day);
+CREATE INDEX profile_dates_day ON profile_dates (account_id, property, day_of_month);
+CREATE INDEX profile_dates_weekday ON profile_dates (account_id, property, weekday);
+CREATE INDEX profile_dates_date ON profile_dates (account_id, property, date);
+
+-- Which (account, property) pairs the index covers: a new date flow's
+-- property is indexed over every profile once, a page at a time.
+CREATE TABLE profile_date_builds (
+    account_id TEXT NOT NULL,
+    property   TEXT NOT NULL,
+    after      TEXT,
+    done       BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, property)
+);
+
 INSERT INTO dispatch_cursors (feed, position, updated)
     SELECT 'segments:events', COALESCE(MAX(seq), 0), 0 FROM events;
 INSERT INTO dispatch_cursors (feed, position, updated) VALUES ('segments:profiles', 0, 0);
+INSERT INTO dispatch_cursors (feed, position, updated) VALUES ('dates:profiles', 0, 0);
 INSERT INTO dispatch_cursors (feed, position, updated) VALUES ('segment_changes', 0, 0);
 INSERT INTO dispatch_cursors (feed, position, updated)
     SELECT 'catalog_price_history', COALESCE(MAX(seq), 0), 0 FROM catalog_price_history;

@@ -50,7 +50,7 @@ CREATE TABLE segment_changes (
 -- Profiles whose attributes, properties or list memberships changed, for
 -- segment re-evaluation. Written by triggers so every path (API, flows'
 -- update-profile and list-update, imports) is seen; only while the account
--- has segments, so accounts without any pay nothing.
+-- has segments (or, for profile edits, date flows), so others pay nothing.
 CREATE TABLE profile_changes (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id TEXT NOT NULL,
@@ -61,7 +61,8 @@ CREATE TABLE profile_changes (
     created    BIGINT NOT NULL DEFAULT 0
 );
 CREATE TRIGGER profile_changes_insert AFTER INSERT ON profiles
-WHEN EXISTS (SELECT 1 FROM segments WHERE account_id = NEW.account_id)
+WHEN (EXISTS (SELECT 1 FROM segments WHERE account_id = NEW.account_id)
+     OR EXISTS (SELECT 1 FROM flows WHERE account_id = NEW.account_id AND trigger_type = 'date'))
 BEGIN
     INSERT INTO profile_changes (account_id, profile_id, created) VALUES (NEW.account_id, NEW.id, 1);
 END;
@@ -69,7 +70,8 @@ CREATE TRIGGER profile_changes_update AFTER UPDATE ON profiles
 WHEN (OLD.attributes IS NOT NEW.attributes OR OLD.properties IS NOT NEW.properties
       OR OLD.email IS NOT NEW.email OR OLD.phone_number IS NOT NEW.phone_number
       OR OLD.external_id IS NOT NEW.external_id OR OLD.subscriptions IS NOT NEW.subscriptions)
-  AND EXISTS (SELECT 1 FROM segments WHERE account_id = NEW.account_id)
+  AND (EXISTS (SELECT 1 FROM segments WHERE account_id = NEW.account_id)
+     OR EXISTS (SELECT 1 FROM flows WHERE account_id = NEW.account_id AND trigger_type = 'date'))
 BEGIN
     INSERT INTO profile_changes (account_id, profile_id) VALUES (NEW.account_id, NEW.id);
 END;
@@ -111,10 +113,40 @@ CREATE TABLE date_trigger_fired (
     PRIMARY KEY (flow_id, profile_id, occurrence)
 );
 
+-- The date trigger's index: each profile's date under each property a date
+-- flow reads, keyed so the daily pass looks up only the profiles whose date
+-- can match (annual: month and day; monthly: day; weekly: weekday; never:
+-- the date). Kept current from profile_changes.
+CREATE TABLE profile_dates (
+    account_id   TEXT NOT NULL,
+    property     TEXT NOT NULL,
+    profile_id   TEXT NOT NULL,
+    month_day    BIGINT NOT NULL,
+    day_of_month BIGINT NOT NULL,
+    weekday      BIGINT NOT NULL,
+    date         TEXT NOT NULL,
+    PRIMARY KEY (account_id, property, profile_id)
+);
+CREATE INDEX profile_dates_month_day ON profile_dates (account_id, property, month_day);
+CREATE INDEX profile_dates_day ON profile_dates (account_id, property, day_of_month);
+CREATE INDEX profile_dates_weekday ON profile_dates (account_id, property, weekday);
+CREATE INDEX profile_dates_date ON profile_dates (account_id, property, date);
+
+-- Which (account, property) pairs the index covers: a new date flow's
+-- property is indexed over every profile once, a page at a time.
+CREATE TABLE profile_date_builds (
+    account_id TEXT NOT NULL,
+    property   TEXT NOT NULL,
+    after      TEXT,
+    done       BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, property)
+);
+
 -- Feeds start at their current end: history never re-triggers anything.
 INSERT INTO dispatch_cursors (feed, position, updated)
     SELECT 'segments:events', COALESCE(MAX(seq), 0), 0 FROM events;
 INSERT INTO dispatch_cursors (feed, position, updated) VALUES ('segments:profiles', 0, 0);
+INSERT INTO dispatch_cursors (feed, position, updated) VALUES ('dates:profiles', 0, 0);
 INSERT INTO dispatch_cursors (feed, position, updated) VALUES ('segment_changes', 0, 0);
 INSERT INTO dispatch_cursors (feed, position, updated)
     SELECT 'catalog_price_history', COALESCE(MAX(seq), 0), 0 FROM catalog_price_history;
