@@ -410,6 +410,54 @@ async fn price_drop(backend: &str) {
     assert_eq!(e.runs_of_flow(&by_amount).await.len(), 1);
 }
 
+async fn date_and_numeric_property_conditions(backend: &str) {
+    let e = env(backend).await;
+    // Today is 2 March 2026. Birthday today and older than 30, or a
+    // birthday within the next 7 days.
+    let (today, soon, young, later) = (
+        e.profile("t@x.io", json!({"Birthday": "1980-03-02", "Age": 46}))
+            .await,
+        e.profile("s@x.io", json!({"Birthday": "1990-03-05", "Age": 36}))
+            .await,
+        e.profile("y@x.io", json!({"Birthday": "2010-03-02", "Age": 16}))
+            .await,
+        e.profile("l@x.io", json!({"Birthday": "1985-03-20", "Age": 41}))
+            .await,
+    );
+    let s = segment(
+        &e,
+        json!({"condition_groups": [{"conditions": [
+        {"type": "profile-property", "property": "properties['Birthday']",
+         "filter": {"type": "date", "operator": "anniversary-next", "quantity": 7, "unit": "day"}},
+        {"type": "profile-property", "property": "properties['Birthday']",
+         "filter": {"type": "date", "operator": "anniversary"}}]},
+        {"conditions": [{"type": "profile-property", "property": "properties['Age']",
+         "filter": {"type": "numeric", "operator": "greater-than", "value": 30}}]}]}),
+    )
+    .await;
+    e.settle().await;
+    assert_eq!(
+        members(&e, &s).await,
+        sorted(vec![today.clone(), soon.clone()])
+    );
+    let f = e
+        .flow(
+            "live",
+            ("segment", &s),
+            json!({"triggers": [{"type": "segment", "id": s}], "actions": [mark("wished")],
+                   "entry_action_id": "1"}),
+        )
+        .await;
+    e.settle().await;
+    // As days pass, the daily re-evaluation moves people in and out, and
+    // those who come in enter the flow.
+    e.clock.advance(Duration::days(14));
+    e.settle().await;
+    assert_eq!(members(&e, &s).await, vec![later.clone()]);
+    assert_eq!(ran(&e, &f).await, vec![later]);
+    assert_eq!(e.properties(&young).await.get("wished"), None);
+}
+
 fn date_flow(
     property: &str,
     days_before: i64,
@@ -562,4 +610,5 @@ on_both!(
     date_trigger_across_dst,
     date_trigger_on_29_february,
     date_trigger_rechecks_changed_dates,
+    date_and_numeric_property_conditions,
 );
