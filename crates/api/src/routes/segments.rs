@@ -25,6 +25,26 @@ use std::collections::BTreeSet;
 
 const DEFINITION: &str = "/data/attributes/definition";
 
+/// What `fields[segment]` may name.
+const FIELDS: &[&str] = &[
+    "created",
+    "definition",
+    "definition.condition_groups",
+    "id",
+    "is_active",
+    "is_processing",
+    "is_starred",
+    "name",
+    "profile_count",
+    "updated",
+];
+
+fn shaped(url: &RequestUrl, s: &Segment, n: Option<i64>, fields: Option<&[String]>) -> Resource {
+    let mut r = resource(url, s, n);
+    r.apply_fields(fields);
+    r
+}
+
 #[derive(Debug, Deserialize)]
 pub struct SegmentAttributes {
     #[serde(default)]
@@ -125,9 +145,11 @@ pub async fn create(
     State(state): State<AppState>,
     auth: Auth,
     url: RequestUrl,
+    q: ApiQuery,
     crate::extract::JsonApi(doc): crate::extract::JsonApi<Doc<Data<SegmentAttributes>>>,
 ) -> Result<JsonApiResponse, ApiError> {
     auth.require("segments:write")?;
+    let fields = q.fields("segment", FIELDS)?;
     expect_type(&doc.data.kind, "segment", "/data/type")?;
     let a = doc.data.attributes;
     let name = name_of(a.name.as_deref())?
@@ -150,7 +172,7 @@ pub async fn create(
     state.wake();
     Ok(JsonApiResponse::created(single_document(
         &url,
-        &resource(&url, &saved, None),
+        &shaped(&url, &saved, None, fields.as_deref()),
         &[],
     )))
 }
@@ -163,6 +185,7 @@ pub async fn list(
     q: ApiQuery,
 ) -> Result<JsonApiResponse, ApiError> {
     auth.require("segments:read")?;
+    let fields = q.fields("segment", FIELDS)?;
     let filter = q.filter(&[("name", &[Op::Equals])])?;
     let name = filter
         .get("name", Op::Equals)
@@ -179,7 +202,7 @@ pub async fn list(
     let mut page = Page::from_rows(rows, &page, |s| (String::new(), s.id.clone()));
     page.prev = None;
     Ok(JsonApiResponse::ok(
-        page.map(|s| resource(&url, &s, None))
+        page.map(|s| shaped(&url, &s, None, fields.as_deref()))
             .into_document(&url, &[]),
     ))
 }
@@ -193,6 +216,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<JsonApiResponse, ApiError> {
     auth.require("segments:read")?;
+    let fields = q.fields("segment", FIELDS)?;
     let count = q
         .additional_fields("segment", &["profile_count"])?
         .iter()
@@ -216,7 +240,7 @@ pub async fn get(
     let (s, n) = found.ok_or_else(|| ApiError::resource_not_found("segment", &shown))?;
     Ok(JsonApiResponse::ok(single_document(
         &url,
-        &resource(&url, &s, n),
+        &shaped(&url, &s, n, fields.as_deref()),
         &[],
     )))
 }
