@@ -296,6 +296,8 @@ fn template_context(profile: &Value, event: Option<&Value>) -> Value {
     json!({
         "person": Value::Object(person),
         "event": event.cloned().unwrap_or(Value::Null),
+        // Price-drop runs carry the item in their trigger context (issue #5).
+        "catalog_item": event.and_then(|e| e.get("catalog_item")).cloned().unwrap_or(Value::Null),
         "organization": {},
     })
 }

@@ -458,6 +458,37 @@ async fn date_and_numeric_property_conditions(backend: &str) {
     assert_eq!(e.properties(&young).await.get("wished"), None);
 }
 
+async fn price_drop_webhook_sees_catalog_item(backend: &str) {
+    let e = env(backend).await;
+    let rx = common::receiver(200).await;
+    let viewed = e.metric("Viewed Product").await;
+    let item = catalog_item(&e, "MUG9", 40.0).await;
+    let p = e.profile("v@x.io", json!({})).await;
+    e.event(&viewed, &p, json!({"ProductID": "MUG9"}), false)
+        .await;
+    let body = "{\"title\": \"{{ catalog_item.title }}\", \"was\": {{ catalog_item.old_price }}, \"now\": {{ catalog_item.new_price }}, \"email\": \"{{ person.email }}\"}";
+    e.flow(
+        "live",
+        ("price-drop", ""),
+        json!({"triggers": [{"type": "price-drop", "price_drop_amount_value": 10,
+            "price_drop_amount_unit": "percent", "audience": ["viewed"]}],
+            "actions": [{"id": "1", "type": "send-webhook", "links": {"next": null},
+                "data": {"status": "live", "message": {"url": rx.url, "body": body}}}],
+            "entry_action_id": "1"}),
+    )
+    .await;
+    e.settle().await;
+    set_price(&e, &item, 30.0).await;
+    e.settle().await;
+    let got = rx.got.lock().expect("lock").clone();
+    assert_eq!(got.len(), 1);
+    let sent: Value = serde_json::from_str(&got[0].1).expect("json body");
+    assert_eq!(
+        sent,
+        json!({"title": "Blue Mug", "was": 40.0, "now": 30.0, "email": "v@x.io"})
+    );
+}
+
 fn date_flow(
     property: &str,
     days_before: i64,
@@ -607,6 +638,7 @@ on_both!(
     sliding_window_joins_trigger,
     add_past_profiles,
     price_drop,
+    price_drop_webhook_sees_catalog_item,
     date_trigger_across_dst,
     date_trigger_on_29_february,
     date_trigger_rechecks_changed_dates,

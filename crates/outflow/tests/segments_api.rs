@@ -90,7 +90,9 @@ async fn crud_and_membership(backend: &str) {
     let mut both = vec![gold.clone(), silver.clone()];
     both.sort();
     assert_eq!(member_ids(&app, &sid).await, both);
-    let r = app.get(&format!("/api/segments/{sid}?fields[segment]=name")).await;
+    let r = app
+        .get(&format!("/api/segments/{sid}?fields[segment]=name"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["attributes"], json!({"name": "Gold"}));
     // List, rename, edit the definition.
