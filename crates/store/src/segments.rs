@@ -4,7 +4,7 @@
 //! every change conditional on the current membership, so two evaluators
 //! never record the same join twice.
 
-use crate::db::{Conn, Row};
+use crate::db::{Conn, Param, Row};
 use crate::lists::Member;
 use crate::runs::{in_list, padded};
 use crate::writer::WriteCtx;
@@ -284,34 +284,106 @@ pub struct Change {
     pub organic: bool,
 }
 
+/// Rows per multi-row statement in [`apply`].
+const APPLY_CHUNK: usize = 100;
+
 /// Records joins and leaves; each is applied only if the membership row
 /// really changes, and only then appended to the feed. Returns how many
-/// took effect.
+/// took effect. Statements are multi-row: the cost is per statement.
 pub fn apply(conn: &mut dyn Conn, changes: &[Change], now: i64) -> Result<usize, StoreError> {
-    let mut applied = 0;
-    for c in changes {
-        let n = if c.entered {
-            conn.execute(
-                "INSERT INTO segment_members (segment_id, profile_id, account_id, joined) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (segment_id, profile_id) DO NOTHING",
-                params![&c.segment_id, &c.profile_id, &c.account_id, now],
-            )?
-        } else {
-            conn.execute(
-                "DELETE FROM segment_members WHERE segment_id = $1 AND profile_id = $2",
-                params![&c.segment_id, &c.profile_id],
-            )?
-        };
-        if n > 0 {
-            conn.execute(
-                "INSERT INTO segment_changes (account_id, segment_id, profile_id, entered, organic, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                params![&c.account_id, &c.segment_id, &c.profile_id, c.entered, c.organic, now],
-            )?;
-            applied += 1;
+    use std::collections::HashSet;
+    let mut effective: Vec<&Change> = Vec::new();
+    let joins: Vec<&Change> = changes.iter().filter(|c| c.entered).collect();
+    for chunk in joins.chunks(APPLY_CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "(${}, ${}, ${}, ${})",
+                    4 * i + 1,
+                    4 * i + 2,
+                    4 * i + 3,
+                    4 * i + 4
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO segment_members (segment_id, profile_id, account_id, joined) VALUES {} \
+             ON CONFLICT (segment_id, profile_id) DO NOTHING RETURNING segment_id, profile_id",
+            values.join(", ")
+        );
+        let mut p: Vec<Param<'_>> = Vec::with_capacity(chunk.len() * 4);
+        for c in chunk {
+            p.extend([
+                Param::Text(&c.segment_id),
+                Param::Text(&c.profile_id),
+                Param::Text(&c.account_id),
+                Param::Int(now),
+            ]);
+        }
+        let added: HashSet<(String, String)> = conn
+            .query(&sql, &p)?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .collect::<Result<_, StoreError>>()?;
+        effective.extend(
+            chunk
+                .iter()
+                .filter(|c| added.contains(&(c.segment_id.clone(), c.profile_id.clone()))),
+        );
+    }
+    let mut leaves: Vec<&Change> = changes.iter().filter(|c| !c.entered).collect();
+    leaves.sort_by(|a, b| a.segment_id.cmp(&b.segment_id));
+    for group in leaves.chunk_by(|a, b| a.segment_id == b.segment_id) {
+        for chunk in group.chunks(APPLY_CHUNK) {
+            let ids: Vec<String> = chunk.iter().map(|c| c.profile_id.clone()).collect();
+            let (list, n) = in_list(2, ids.len());
+            let sql = format!(
+                "DELETE FROM segment_members WHERE segment_id = $1 AND profile_id IN ({list}) \
+                 RETURNING profile_id"
+            );
+            let mut p = vec![Param::Text(&chunk[0].segment_id)];
+            p.extend(padded(&ids, n));
+            let removed: HashSet<String> = conn
+                .query(&sql, &p)?
+                .iter()
+                .map(|r| r.text(0).map_err(Into::into))
+                .collect::<Result<_, StoreError>>()?;
+            effective.extend(chunk.iter().filter(|c| removed.contains(&c.profile_id)));
         }
     }
-    Ok(applied)
+    for chunk in effective.chunks(APPLY_CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = 6 * i;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO segment_changes (account_id, segment_id, profile_id, entered, organic, at) VALUES {}",
+            values.join(", ")
+        );
+        let mut p: Vec<Param<'_>> = Vec::with_capacity(chunk.len() * 6);
+        for c in chunk {
+            p.extend([
+                Param::Text(&c.account_id),
+                Param::Text(&c.segment_id),
+                Param::Text(&c.profile_id),
+                Param::Int(i64::from(c.entered)),
+                Param::Int(i64::from(c.organic)),
+                Param::Int(now),
+            ]);
+        }
+        conn.execute(&sql, &p)?;
+    }
+    Ok(effective.len())
 }
 
 /// Moves a full evaluation on: to `after`, or — with `None` — marks

@@ -533,10 +533,16 @@ fn evaluate(
         return Ok(Vec::new());
     }
     let profiles: Vec<String> = targets.keys().cloned().collect();
-    let mut wanted_per_profile: HashMap<&str, BTreeSet<String>> = HashMap::new();
+    let mut wanted_per_profile: HashMap<&str, Arc<BTreeSet<String>>> = HashMap::new();
     let mut involved: BTreeSet<String> = BTreeSet::new();
+    // Profiles touched the same way share the work: a batch of events has
+    // only a handful of distinct target sets.
+    let mut closure: HashMap<&BTreeSet<String>, Arc<BTreeSet<String>>> = HashMap::new();
     for (p, segs) in targets {
-        let w = with_dependents(segs, &acc.deps);
+        let w = closure
+            .entry(segs)
+            .or_insert_with(|| Arc::new(with_dependents(segs, &acc.deps)))
+            .clone();
         involved.extend(w.iter().cloned());
         wanted_per_profile.insert(p.as_str(), w);
     }
@@ -550,13 +556,63 @@ fn evaluate(
             }
         }
     }
-    let loaded = Loaded::load(conn, &profiles, &queries)?;
-    let mut out = Vec::new();
+    // List memberships are read only if a segment involved names a group
+    // that is not one of the account's segments.
+    let lists = involved.iter().any(|id| {
+        acc.segments.get(id).is_some_and(|s| {
+            s.def
+                .deps
+                .groups
+                .iter()
+                .any(|g| !acc.segments.contains_key(g))
+        })
+    });
+    // Only the aggregates each profile's segments read, and only the events
+    // of those metrics.
+    type Needs = (Arc<Vec<MetricQuery>>, Vec<String>);
+    let mut needs_of: HashMap<*const BTreeSet<String>, Needs> = HashMap::new();
+    let mut mine_of: HashMap<&str, Arc<Vec<MetricQuery>>> = HashMap::new();
+    let mut by_metric: HashMap<String, Vec<String>> = HashMap::new();
     for p in &profiles {
-        let Some(mut facts) = loaded.facts_for(p, &queries, now, None) else {
+        let Some(wanted) = wanted_per_profile.get(p.as_str()) else {
             continue;
         };
-        let Some(wanted) = wanted_per_profile.get(p.as_str()) else {
+        let (mine, metrics) = needs_of
+            .entry(Arc::as_ptr(wanted))
+            .or_insert_with(|| {
+                let mine: Vec<MetricQuery> = queries
+                    .iter()
+                    .filter(|q| {
+                        wanted
+                            .iter()
+                            .filter_map(|id| acc.segments.get(id))
+                            .any(|s| s.queries.contains(q))
+                    })
+                    .cloned()
+                    .collect();
+                let mut metrics: Vec<String> = mine.iter().map(|q| q.metric_id.clone()).collect();
+                metrics.sort();
+                metrics.dedup();
+                (Arc::new(mine), metrics)
+            })
+            .clone();
+        for m in metrics {
+            by_metric.entry(m).or_default().push(p.clone());
+        }
+        mine_of.insert(p.as_str(), mine);
+    }
+    let mut loaded = Loaded::load_with(conn, &profiles, &[], lists)?;
+    for (m, ids) in &by_metric {
+        loaded.add_events(conn, m, ids)?;
+    }
+    let mut out = Vec::new();
+    for p in &profiles {
+        let (Some(wanted), Some(mine)) =
+            (wanted_per_profile.get(p.as_str()), mine_of.get(p.as_str()))
+        else {
+            continue;
+        };
+        let Some(mut facts) = loaded.facts_for(p, mine, now, None) else {
             continue;
         };
         for id in acc.order.iter().filter(|id| wanted.contains(*id)) {
