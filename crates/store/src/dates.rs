@@ -38,6 +38,94 @@ pub fn set(
     Ok(())
 }
 
+/// Sets many profiles' dates under one property: multi-row statements, for
+/// index builds.
+pub fn set_many(
+    conn: &mut dyn Conn,
+    account: &str,
+    property: &str,
+    rows: &[(String, Option<IndexKeys>)],
+) -> Result<(), StoreError> {
+    let gone: Vec<String> = rows
+        .iter()
+        .filter(|(_, k)| k.is_none())
+        .map(|(p, _)| p.clone())
+        .collect();
+    for chunk in gone.chunks(200) {
+        let (list, n) = in_list(3, chunk.len());
+        let sql = format!(
+            "DELETE FROM profile_dates WHERE account_id = $1 AND property = $2 AND profile_id IN ({list})"
+        );
+        let mut p = params![account, property].to_vec();
+        p.extend(padded(chunk, n));
+        conn.execute(&sql, &p)?;
+    }
+    let set: Vec<(&String, &IndexKeys)> = rows
+        .iter()
+        .filter_map(|(p, k)| k.as_ref().map(|k| (p, k)))
+        .collect();
+    for chunk in set.chunks(100) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = 3 + 5 * i;
+                format!(
+                    "($1, $2, ${}, ${}, ${}, ${}, ${})",
+                    b,
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO profile_dates (account_id, property, profile_id, month_day, day_of_month, weekday, date) \
+             VALUES {} ON CONFLICT (account_id, property, profile_id) DO UPDATE \
+             SET month_day = excluded.month_day, day_of_month = excluded.day_of_month, \
+             weekday = excluded.weekday, date = excluded.date",
+            values.join(", ")
+        );
+        let mut p = params![account, property].to_vec();
+        for (pid, k) in chunk {
+            p.extend([
+                Param::Text(pid),
+                Param::Int(k.month_day),
+                Param::Int(k.day_of_month),
+                Param::Int(k.weekday),
+                Param::Text(&k.date),
+            ]);
+        }
+        conn.execute(&sql, &p)?;
+    }
+    Ok(())
+}
+
+/// A page of the account's profiles by id, as Klaviyo's attributes object
+/// with `properties` inside (what date lookups read), for index builds.
+pub fn profile_documents(
+    conn: &mut dyn Conn,
+    account: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    use serde_json::Value;
+    let sql = format!(
+        "SELECT id, attributes, properties FROM profiles WHERE account_id = $1 \
+         AND (CAST($2 AS TEXT) IS NULL OR id > $2) ORDER BY id LIMIT {limit}"
+    );
+    conn.query(&sql, params![account, after])?
+        .iter()
+        .map(|r| {
+            let mut doc = match r.json(1)? {
+                Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            };
+            doc.insert("properties".into(), r.json(2)?);
+            Ok((r.text(0)?, Value::Object(doc)))
+        })
+        .collect()
+}
+
 /// The column a recurrence is looked up by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyColumn {
@@ -142,14 +230,4 @@ pub fn record_firing(
          ON CONFLICT (flow_id, profile_id, occurrence) DO NOTHING",
         params![flow_id, profile_id, occurrence, now],
     )? == 1)
-}
-
-/// Profile ids of the account with an id after `after`.
-pub fn profile_page(
-    conn: &mut dyn Conn,
-    account: &str,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<Vec<String>, StoreError> {
-    crate::segments::profile_page(conn, account, after, limit)
 }

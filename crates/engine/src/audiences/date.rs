@@ -133,7 +133,7 @@ impl DateTriggers {
         if flows.is_empty() {
             return Ok(a);
         }
-        let b = self.build(store, &flows, now).await?;
+        let b = self.build(store, &flows).await?;
         let c = self.fire(store, &flows, now).await?;
         Ok(DatePass {
             read: a.read + b.read + c.read,
@@ -272,7 +272,6 @@ impl DateTriggers {
         &self,
         store: &Store,
         flows: &Arc<Vec<DateFlow>>,
-        now: DateTime<Utc>,
     ) -> Result<DatePass, EngineError> {
         let pairs: BTreeSet<(String, String)> = flows
             .iter()
@@ -286,21 +285,20 @@ impl DateTriggers {
                         Some((after, false)) => after,
                         None => None,
                     };
-                    let ids = dates::profile_page(conn, &account, after.as_deref(), BUILD_PAGE)?;
-                    let loaded = Loaded::load(conn, &ids, &[])?;
-                    let rows: Vec<(String, Option<IndexKeys>)> = ids
+                    let docs =
+                        dates::profile_documents(conn, &account, after.as_deref(), BUILD_PAGE)?;
+                    let rows: Vec<(String, Option<IndexKeys>)> = docs
                         .iter()
-                        .filter_map(|pid| {
-                            let f = loaded.facts_for(pid, &[], now, None)?;
-                            let tz = profile_zone(&f.profile).unwrap_or(chrono_tz::UTC);
-                            Some((
+                        .map(|(pid, doc)| {
+                            let tz = profile_zone(doc).unwrap_or(chrono_tz::UTC);
+                            (
                                 pid.clone(),
-                                date_value(&f.profile, &prop).map(|v| index_keys(v.day_in(tz))),
-                            ))
+                                date_value(doc, &prop).map(|v| index_keys(v.day_in(tz))),
+                            )
                         })
                         .collect();
-                    let next = (ids.len() == BUILD_PAGE)
-                        .then(|| ids.last().cloned())
+                    let next = (docs.len() == BUILD_PAGE)
+                        .then(|| docs.last().map(|(p, _)| p.clone()))
                         .flatten();
                     return Ok(Some((account, prop, after, next, rows)));
                 }
@@ -313,9 +311,7 @@ impl DateTriggers {
         let read = rows.len().max(1);
         store
             .write(move |ctx| {
-                for (pid, keys) in &rows {
-                    dates::set(ctx.conn, &account, &prop, pid, keys.as_ref())?;
-                }
+                dates::set_many(ctx.conn, &account, &prop, &rows)?;
                 dates::build_progress(ctx.conn, &account, &prop, next.as_deref(), next.is_none())
             })
             .await?;
