@@ -111,9 +111,9 @@ pub fn profile_documents(
     use serde_json::Value;
     let sql = format!(
         "SELECT id, attributes, properties FROM profiles WHERE account_id = $1 \
-         AND (CAST($2 AS TEXT) IS NULL OR id > $2) ORDER BY id LIMIT {limit}"
+         AND id > $2 ORDER BY id LIMIT {limit}"
     );
-    conn.query(&sql, params![account, after])?
+    conn.query(&sql, params![account, after.unwrap_or("")])?
         .iter()
         .map(|r| {
             let mut doc = match r.json(1)? {

@@ -207,11 +207,11 @@ pub fn members(
         "SELECT p.id, p.email, p.phone_number, p.external_id, p.anonymous_id, p.attributes, \
          p.properties, p.subscriptions, p.created, p.updated, m.joined \
          FROM segment_members m JOIN profiles p ON p.id = m.profile_id \
-         WHERE m.account_id = $1 AND m.segment_id = $2 AND (CAST($3 AS TEXT) IS NULL OR p.id > $3) \
-         ORDER BY p.id LIMIT {}",
+         WHERE m.account_id = $1 AND m.segment_id = $2 AND m.profile_id > $3 \
+         ORDER BY m.profile_id LIMIT {}",
         limit.min(MAX_PAGE_ROWS)
     );
-    conn.query(&sql, params![account, segment_id, after])?
+    conn.query(&sql, params![account, segment_id, after.unwrap_or("")])?
         .iter()
         .map(|r| {
             Ok(Member {
@@ -231,9 +231,9 @@ pub fn member_ids(
 ) -> Result<Vec<String>, StoreError> {
     let sql = format!(
         "SELECT profile_id FROM segment_members WHERE segment_id = $1 \
-         AND (CAST($2 AS TEXT) IS NULL OR profile_id > $2) ORDER BY profile_id LIMIT {limit}"
+         AND profile_id > $2 ORDER BY profile_id LIMIT {limit}"
     );
-    conn.query(&sql, params![segment_id, after])?
+    conn.query(&sql, params![segment_id, after.unwrap_or("")])?
         .iter()
         .map(|r| r.text(0).map_err(Into::into))
         .collect()
@@ -439,10 +439,10 @@ pub fn profile_page(
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
     let sql = format!(
-        "SELECT id FROM profiles WHERE account_id = $1 AND (CAST($2 AS TEXT) IS NULL OR id > $2) \
+        "SELECT id FROM profiles WHERE account_id = $1 AND id > $2 \
          ORDER BY id LIMIT {limit}"
     );
-    conn.query(&sql, params![account, after])?
+    conn.query(&sql, params![account, after.unwrap_or("")])?
         .iter()
         .map(|r| r.text(0).map_err(Into::into))
         .collect()

@@ -22,9 +22,9 @@ fn list_member_ids(
 ) -> Result<Vec<String>, StoreError> {
     let sql = format!(
         "SELECT profile_id FROM list_members WHERE list_id = $1 \
-         AND (CAST($2 AS TEXT) IS NULL OR profile_id > $2) ORDER BY profile_id LIMIT {limit}"
+         AND profile_id > $2 ORDER BY profile_id LIMIT {limit}"
     );
-    conn.query(&sql, params![list_id, after])?
+    conn.query(&sql, params![list_id, after.unwrap_or("")])?
         .iter()
         .map(|r| r.text(0).map_err(Into::into))
         .collect()
