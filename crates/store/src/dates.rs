@@ -102,6 +102,7 @@ pub fn set_many(
 
 /// A page of the account's profiles by id, as Klaviyo's attributes object
 /// with `properties` inside (what date lookups read), for index builds.
+/// (`account_id || ''`: see `segments::profile_page`.)
 pub fn profile_documents(
     conn: &mut dyn Conn,
     account: &str,
@@ -110,7 +111,7 @@ pub fn profile_documents(
 ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
     use serde_json::Value;
     let sql = format!(
-        "SELECT id, attributes, properties FROM profiles WHERE account_id = $1 \
+        "SELECT id, attributes, properties FROM profiles WHERE account_id || '' = $1 \
          AND id > $2 ORDER BY id LIMIT {limit}"
     );
     conn.query(&sql, params![account, after.unwrap_or("")])?

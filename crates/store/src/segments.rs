@@ -438,8 +438,11 @@ pub fn profile_page(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
+    // `account_id || ''` keeps SQLite off the account indexes (which would
+    // read every profile of the account and sort, per page): the primary
+    // key is walked from `after` instead.
     let sql = format!(
-        "SELECT id FROM profiles WHERE account_id = $1 AND id > $2 \
+        "SELECT id FROM profiles WHERE account_id || '' = $1 AND id > $2 \
          ORDER BY id LIMIT {limit}"
     );
     conn.query(&sql, params![account, after.unwrap_or("")])?
