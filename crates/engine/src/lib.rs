@@ -128,9 +128,11 @@ impl Engine {
     /// One batch of each kind of work: refresh the flow index if flows
     /// changed, dispatch new feed items, advance due runs, send webhooks.
     pub async fn tick(&self) -> Result<Tick, EngineError> {
-        let audiences = self.audiences.pass(&self.store, self.clock.now()).await?;
         self.dispatcher.refresh(&self.store).await?;
         let dispatched = self.dispatcher.pass(&self.store, self.clock.now()).await?;
+        // After dispatch, so audience work never delays an event's trigger;
+        // segment joins it records are dispatched on the next tick.
+        let audiences = self.audiences.pass(&self.store, self.clock.now()).await?;
         let executed = self.executor.pass(&self.store, self.clock.now()).await?;
         let sent = self.sender.pass(&self.store, self.clock.now()).await?;
         Ok(Tick {

@@ -53,8 +53,8 @@ impl Audiences {
         }
     }
 
-    /// Membership first (so a join made now is dispatched this tick), then
-    /// one add-past-profiles page, one price change and the date work.
+    /// Membership, then one add-past-profiles page, one price change and
+    /// the date work.
     pub async fn pass(&self, store: &Store, now: DateTime<Utc>) -> Result<Worked, EngineError> {
         let segments = self.segments.pass(store, now).await?;
         let b = backfill::pass(store, now).await?;
