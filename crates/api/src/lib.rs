@@ -115,6 +115,10 @@ pub fn router(state: AppState) -> Router {
         ),
         ("/api/segments/{id}/profiles", get(segments::members)),
         (
+            "/api/segments/{id}/relationships/profiles",
+            get(segments::member_ids),
+        ),
+        (
             "/api/segments/{id}/flow-triggers",
             get(flows::segment_flow_triggers),
         ),

@@ -120,6 +120,15 @@ async fn crud_and_membership(backend: &str) {
     both.sort();
     assert!(settled(&app, || async { member_ids(&app, &sid).await == both }).await);
     let r = app
+        .get(&format!("/api/segments/{sid}/relationships/profiles"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ids: Vec<Value> = both
+        .iter()
+        .map(|p| json!({"type": "profile", "id": p}))
+        .collect();
+    assert_eq!(r.body["data"], json!(ids));
+    let r = app
         .get(&format!("/api/segments/{sid}?fields[segment]=name"))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);

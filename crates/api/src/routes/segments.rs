@@ -357,6 +357,43 @@ pub async fn members(
     Ok(JsonApiResponse::ok(page.into_document(&url, &[])))
 }
 
+/// `GET /api/segments/{id}/relationships/profiles`: member ids only.
+pub async fn member_ids(
+    State(state): State<AppState>,
+    auth: Auth,
+    url: RequestUrl,
+    q: ApiQuery,
+    Path(id): Path<String>,
+) -> Result<JsonApiResponse, ApiError> {
+    auth.require("segments:read")?;
+    auth.require("profiles:read")?;
+    let page = q.page(SEGMENT_PROFILES_PAGE)?;
+    let after = page.cursor.as_ref().map(|c| c.id.clone());
+    let (account, limit, shown) = (auth.account().to_owned(), page.fetch_limit(), id.clone());
+    let rows = state
+        .store
+        .read(move |c| {
+            if store_segments::get(c, &account, &id)?.is_none() {
+                return Ok(None);
+            }
+            store_segments::member_ids(c, &id, after.as_deref(), limit).map(Some)
+        })
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::resource_not_found("segment", &shown))?;
+    let mut page = Page::from_rows(rows, &page, |p| (String::new(), p.clone()));
+    page.prev = None;
+    let links = page.links(&url);
+    let data: Vec<Value> = page
+        .items
+        .iter()
+        .map(|p| json!({"type": "profile", "id": p}))
+        .collect();
+    Ok(JsonApiResponse::ok(
+        json!({"data": data, "links": links.to_value()}),
+    ))
+}
+
 fn backfill_body(b: &store_segments::Backfill) -> Value {
     json!({"data": {"type": "flow-backfill", "id": b.id, "attributes": {
         "flow_id": b.flow_id,
