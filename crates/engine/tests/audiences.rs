@@ -489,6 +489,32 @@ async fn price_drop_webhook_sees_catalog_item(backend: &str) {
     );
 }
 
+async fn flow_filters_read_segment_membership(backend: &str) {
+    let e = env(backend).await;
+    let m = e.metric("Placed Order").await;
+    let (vip, other) = (
+        e.profile("v@x.io", json!({"VIP": "yes"})).await,
+        e.profile("o@x.io", json!({})).await,
+    );
+    let s = segment(&e, groups(json!([prop("VIP", "equals", json!("yes"))]))).await;
+    e.settle().await;
+    // A metric flow whose profile filter is membership of the segment.
+    let f = e
+        .flow(
+            "live",
+            ("metric", &m),
+            json!({"triggers": [{"type": "metric", "id": m}],
+                   "profile_filter": {"condition_groups": [{"conditions": [
+                       {"type": "profile-group-membership", "is_member": true, "group_ids": [s]}]}]},
+                   "actions": [mark("vip_order")], "entry_action_id": "1"}),
+        )
+        .await;
+    e.event(&m, &vip, json!({}), false).await;
+    e.event(&m, &other, json!({}), false).await;
+    e.settle().await;
+    assert_eq!(ran(&e, &f).await, vec![vip]);
+}
+
 fn date_flow(
     property: &str,
     days_before: i64,
@@ -643,4 +669,5 @@ on_both!(
     date_trigger_on_29_february,
     date_trigger_rechecks_changed_dates,
     date_and_numeric_property_conditions,
+    flow_filters_read_segment_membership,
 );
