@@ -515,6 +515,48 @@ async fn flow_filters_read_segment_membership(backend: &str) {
     assert_eq!(ran(&e, &f).await, vec![vip]);
 }
 
+async fn region_conditions(backend: &str) {
+    let e = env(backend).await;
+    let (berlin, boston) = (
+        e.profile("b@x.io", json!({})).await,
+        e.profile("o@x.io", json!({})).await,
+    );
+    for (pid, country) in [(&berlin, "Germany"), (&boston, "United States")] {
+        e.sql(
+            "UPDATE profiles SET attributes = $2 WHERE id = $1",
+            vec![
+                pid.clone().into(),
+                json!({"location": {"country": country}}).to_string().into(),
+            ],
+        )
+        .await;
+    }
+    let eu = segment(
+        &e,
+        groups(json!([{"type": "profile-region", "in_region": true, "region": "european_union"}])),
+    )
+    .await;
+    let not_us = segment(
+        &e,
+        groups(json!([{"type": "profile-region", "in_region": false, "region": "united_states"}])),
+    )
+    .await;
+    e.settle().await;
+    assert_eq!(members(&e, &eu).await, vec![berlin.clone()]);
+    assert_eq!(members(&e, &not_us).await, vec![berlin.clone()]);
+    // Moving country is a profile change like any other.
+    e.sql(
+        "UPDATE profiles SET attributes = $2 WHERE id = $1",
+        vec![
+            boston.clone().into(),
+            json!({"location": {"country": "IE"}}).to_string().into(),
+        ],
+    )
+    .await;
+    e.settle().await;
+    assert_eq!(members(&e, &eu).await, sorted(vec![berlin, boston]));
+}
+
 fn date_flow(
     property: &str,
     days_before: i64,
@@ -670,4 +712,5 @@ on_both!(
     date_trigger_rechecks_changed_dates,
     date_and_numeric_property_conditions,
     flow_filters_read_segment_membership,
+    region_conditions,
 );

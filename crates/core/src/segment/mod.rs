@@ -142,6 +142,7 @@ fn dependencies(groups: &ConditionGroups) -> Dependencies {
                     }
                 }
             }
+            Condition::Region { .. } => d.profile = true,
             Condition::EventProperty { .. } => {}
         }
     }
@@ -319,8 +320,8 @@ mod tests {
                 format!("{base}/condition_groups/0/conditions/0/timeframe_filter"),
             ),
             (
-                json!({"condition_groups": [{"conditions": [{"type": "profile-region",
-                    "in_region": true, "region": "united_states"}]}]}),
+                json!({"condition_groups": [{"conditions": [{"type": "profile-sample",
+                    "percentage": 10}]}]}),
                 format!("{base}/condition_groups/0/conditions/0/type"),
             ),
         ];
@@ -328,6 +329,28 @@ mod tests {
             let e = parse(v.clone()).expect_err("invalid");
             assert_eq!(e.pointer, ptr, "{v}");
         }
+    }
+
+    #[test]
+    fn region_conditions_read_the_country() {
+        let d = parse(json!({"condition_groups": [{"conditions": [
+            {"type": "profile-region", "in_region": true, "region": "european_union"}]}]}))
+        .expect("valid");
+        assert!(d.deps.profile);
+        let now = utc("2026-03-02T00:00:00Z");
+        let at = |country: &str| ProfileFacts {
+            profile: json!({"location": {"country": country}}),
+            ..ProfileFacts::default()
+        };
+        assert!(d.contains(&at("Germany"), now));
+        assert!(d.contains(&at("FR"), now));
+        assert!(!d.contains(&at("United States"), now));
+        assert!(!d.contains(&ProfileFacts::default(), now));
+        let us = parse(json!({"condition_groups": [{"conditions": [
+            {"type": "profile-region", "in_region": false, "region": "united_states"}]}]}))
+        .expect("valid");
+        assert!(!us.contains(&at("USA"), now));
+        assert!(us.contains(&at("Canada"), now));
     }
 
     #[test]
