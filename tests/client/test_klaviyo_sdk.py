@@ -430,3 +430,51 @@ def test_flow_with_a_bad_template_is_400(klaviyo, unique):
     err = error_of(ei.value)
     assert err["source"]["pointer"].startswith("/data/attributes/definition/actions/0/data/message")
     assert "line" in err["detail"]
+
+
+# ---------------------------------------------------------------- segments
+
+
+def test_segment_create_get_members_update_delete(klaviyo, unique):
+    tier = f"Gold-{unique}"
+    member = klaviyo.Profiles.create_profile({"data": {"type": "profile", "attributes": {
+        "email": f"seg-in-{unique}@example.com", "properties": {"Tier": tier}}}}).data.id
+    klaviyo.Profiles.create_profile({"data": {"type": "profile", "attributes": {
+        "email": f"seg-out-{unique}@example.com", "properties": {"Tier": "Silver"}}}})
+    definition = {"condition_groups": [{"conditions": [{
+        "type": "profile-property", "property": "properties['Tier']",
+        "filter": {"type": "string", "operator": "equals", "value": tier}}]}]}
+    name = f"Gold {unique}"
+    r = klaviyo.Segments.create_segment_with_http_info(
+        {"data": {"type": "segment", "attributes": {"name": name, "definition": definition}}})
+    assert r.status_code == 201
+    seg = r.data.data
+    assert seg.type.value == "segment" and seg.id
+    assert seg.attributes.name == name
+    assert seg.attributes.is_active is True
+
+    # Membership is built by the server's engine, asynchronously.
+    got = eventually(lambda: [p.id for p in klaviyo.Segments.get_profiles_for_segment(seg.id).data])
+    assert got == [member]
+    one = klaviyo.Segments.get_segment(seg.id, additional_fields_segment=["profile_count"]).data
+    assert one.attributes.profile_count == 1
+    assert one.attributes.definition.to_dict()["condition_groups"][0]["conditions"][0]["property"] \
+        == "properties['Tier']"
+    listed = klaviyo.Segments.get_segments(filter=f'equals(name,"{name}")').data
+    assert [s.id for s in listed] == [seg.id]
+
+    r = klaviyo.Segments.update_segment_with_http_info(
+        seg.id, {"data": {"type": "segment", "id": seg.id, "attributes": {"name": name + " VIP"}}})
+    assert r.status_code == 200
+    assert r.data.data.attributes.name == name + " VIP"
+
+    with pytest.raises(ApiException) as e:
+        klaviyo.Segments.create_segment({"data": {"type": "segment", "attributes": {
+            "name": "bad", "definition": {"condition_groups": []}}}})
+    assert e.value.status == 400
+    assert error_of(e.value)["source"]["pointer"] == "/data/attributes/definition/condition_groups"
+
+    assert klaviyo.Segments.delete_segment_with_http_info(seg.id).status_code == 204
+    with pytest.raises(ApiException) as e:
+        klaviyo.Segments.get_segment(seg.id)
+    assert e.value.status == 404

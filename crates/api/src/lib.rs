@@ -70,7 +70,7 @@ fn public(path: &'static str, methods: MethodRouter<AppState>) -> RouteSpec {
 /// request without credentials).
 pub fn routes() -> Vec<RouteSpec> {
     use routes::{api_keys, audit, catalog, events, flows, health, lists, metrics, profiles};
-    use routes::{auth as login, deliveries, review, users};
+    use routes::{auth as login, deliveries, review, segments, users};
     vec![
         private("/api/events", get(events::list).post(events::create)),
         private("/api/events/{id}", get(events::get)),
@@ -132,6 +132,22 @@ pub fn routes() -> Vec<RouteSpec> {
             "/api/lists/{id}/flow-triggers",
             get(flows::list_flow_triggers),
         ),
+        private("/api/segments", get(segments::list).post(segments::create)),
+        private(
+            "/api/segments/{id}",
+            get(segments::get)
+                .patch(segments::update)
+                .delete(segments::delete),
+        ),
+        private("/api/segments/{id}/profiles", get(segments::members)),
+        private(
+            "/api/segments/{id}/relationships/profiles",
+            get(segments::member_ids),
+        ),
+        private(
+            "/api/segments/{id}/flow-triggers",
+            get(flows::segment_flow_triggers),
+        ),
         public("/outflow/v1/health", get(health::health)),
         private(
             "/outflow/v1/flows/{id}/actions/{action_id}/release",
@@ -164,6 +180,11 @@ pub fn routes() -> Vec<RouteSpec> {
         ),
         private("/outflow/v1/api-keys/{id}", delete(api_keys::revoke)),
         private("/outflow/v1/audit", get(audit::list)),
+        private(
+            "/outflow/v1/flows/{id}/add-past-profiles",
+            post(segments::add_past_profiles),
+        ),
+        private("/outflow/v1/flow-backfills/{id}", get(segments::backfill)),
         private("/outflow/v1/deliveries", get(deliveries::list)),
         private("/outflow/v1/deliveries/replay", post(deliveries::replay)),
         private("/outflow/v1/deliveries/{id}", get(deliveries::get)),

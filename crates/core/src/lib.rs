@@ -6,5 +6,6 @@ pub mod clock;
 pub mod event;
 pub mod flow;
 pub mod profile;
+pub mod segment;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -109,6 +109,9 @@ pub struct Deliverer {
     handled_notify: Notify,
     claims: AtomicU64,
     wake: Notify,
+    /// Notified when recorded outcomes made waiting runs due, so the
+    /// engine advances them without waiting for its poll.
+    pub runs_due: Notify,
     pub metrics: Arc<Metrics>,
 }
 
@@ -178,6 +181,7 @@ impl Deliverer {
             handled_notify: Notify::new(),
             claims: AtomicU64::new(0),
             wake: Notify::new(),
+            runs_due: Notify::new(),
             metrics: Arc::new(Metrics::new()),
         })
     }
@@ -251,6 +255,20 @@ impl Deliverer {
             .store
             .write(move |ctx| deliveries::claim(ctx.conn, &o, now_us, until, first, retries))
             .await?;
+        Ok(self.start(&owner, claimed))
+    }
+
+    /// The lease owner under which steps hand new deliveries straight to
+    /// this worker ([`Deliverer::start`]), skipping the claim.
+    pub fn handoff_owner(&self) -> String {
+        format!("{}:deliver:handoff", self.config.worker_id)
+    }
+
+    /// Starts deliveries this process already holds the lease of (claimed
+    /// by [`Deliverer::pass`], or inserted leased by a run's step).
+    pub fn start(self: &Arc<Self>, owner: &str, claimed: Vec<Claimed>) -> Passed {
+        let now = self.clock.now();
+        let owner = owner.to_owned();
         let mut passed = Passed {
             claimed: claimed.len(),
             ..Passed::default()
@@ -310,7 +328,7 @@ impl Deliverer {
                 }
             });
         }
-        Ok(passed)
+        passed
     }
 
     fn finish(&self, r: Recorded) {
@@ -546,6 +564,9 @@ impl Deliverer {
             return Ok(0);
         }
         let n = batch.len();
+        let finals = batch
+            .iter()
+            .any(|r| !matches!(r.next, Next::Retry { .. } | Next::Defer { .. }));
         let now = to_micros(self.clock.now());
         let written = self
             .store
@@ -554,6 +575,9 @@ impl Deliverer {
         self.handled.fetch_add(n as u64, Ordering::SeqCst);
         self.handled_notify.notify_waiters();
         written?;
+        if finals {
+            self.runs_due.notify_one();
+        }
         Ok(n)
     }
 

@@ -116,6 +116,7 @@ async fn run(backend: &str, good: &str, hits: &AtomicUsize, bad: Option<&str>) -
                 status: deliveries::status::PENDING.into(),
                 last_error: None,
                 now,
+                lease: None,
             });
         }
     }

@@ -368,6 +368,7 @@ async fn tick_timed(
         dispatched,
         executed,
         delivered: passed.claimed,
+        ..Default::default()
     }
 }
 

@@ -264,6 +264,11 @@ pub struct Dispatcher {
     index: Mutex<Arc<FlowIndex>>,
     gaps: Mutex<HashMap<(&'static str, i64), Instant>>,
     batch: usize,
+    /// New runs are inserted leased to this owner (for this long) and kept
+    /// for [`Dispatcher::take_ready`], so the executor advances them
+    /// without claiming.
+    handoff: Option<(String, chrono::Duration)>,
+    ready: Mutex<Vec<runs::RunRow>>,
 }
 
 /// What one dispatch pass did.
@@ -287,7 +292,29 @@ impl Dispatcher {
             index: Mutex::new(Arc::new(FlowIndex::default())),
             gaps: Mutex::new(HashMap::new()),
             batch,
+            handoff: None,
+            ready: Mutex::new(Vec::new()),
         }
+    }
+
+    /// See [`Dispatcher::take_ready`].
+    pub fn with_handoff(mut self, owner: String, lease: chrono::Duration) -> Self {
+        self.handoff = Some((owner, lease));
+        self
+    }
+
+    /// The owner new runs are leased to, if handoff is on.
+    pub fn handoff_owner(&self) -> Option<&str> {
+        self.handoff.as_ref().map(|(o, _)| o.as_str())
+    }
+
+    /// Runs created (already leased to the handoff owner) since the last
+    /// call.
+    pub fn take_ready(&self) -> Vec<runs::RunRow> {
+        self.ready
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
     }
 
     /// Adds a trigger source (segment, date, price drop…).
@@ -385,6 +412,10 @@ impl Dispatcher {
             .await?;
         let (n_items, n_runs) = (plan.items, plan.runs.len());
         let now_us = to_micros(now);
+        let lease = self
+            .handoff
+            .as_ref()
+            .map(|(o, l)| (o.clone(), to_micros(now + *l)));
         let moved = store
             .write(move |ctx| {
                 if !runs::advance_cursor(ctx.conn, feed, plan.from, plan.to, now_us)? {
@@ -392,15 +423,26 @@ impl Dispatcher {
                         "the {feed} cursor moved under us"
                     )));
                 }
-                runs::insert_runs(ctx.conn, &plan.runs)?;
-                Ok(())
+                let l = lease.as_ref().map(|(o, u)| (o.as_str(), *u));
+                runs::insert_runs_leased(ctx.conn, &plan.runs, l)?;
+                Ok(lease.map(|(o, _)| {
+                    plan.runs
+                        .iter()
+                        .map(|r| r.leased_row(&o))
+                        .collect::<Vec<_>>()
+                }))
             })
             .await;
         match moved {
-            Ok(()) => Ok(Dispatched {
-                items: n_items,
-                runs: n_runs,
-            }),
+            Ok(handed) => {
+                if let (Some(rows), Ok(mut ready)) = (handed, self.ready.lock()) {
+                    ready.extend(rows);
+                }
+                Ok(Dispatched {
+                    items: n_items,
+                    runs: n_runs,
+                })
+            }
             // Another dispatcher took this batch; ours is discarded whole.
             Err(StoreError::Conflict(_)) => Ok(Dispatched::default()),
             Err(e) => Err(e.into()),

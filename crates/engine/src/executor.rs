@@ -59,7 +59,17 @@ impl Compiled {
     }
 }
 
+/// Where new deliveries go: leased at insert to this owner, and handed to
+/// this process's deliverer in memory.
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    pub owner: String,
+    pub lease: Duration,
+}
+
 pub struct Executor {
+    handoff: Option<Handoff>,
+    ready: Mutex<Vec<deliveries::Claimed>>,
     worker: String,
     claims: AtomicU64,
     defs: Mutex<HashMap<(String, i64), Arc<Compiled>>>,
@@ -111,12 +121,29 @@ pub struct Executed {
 impl Executor {
     pub fn new(worker: String, batch: usize, lease: Duration) -> Self {
         Self {
+            handoff: None,
+            ready: Mutex::new(Vec::new()),
             worker,
             claims: AtomicU64::new(0),
             defs: Mutex::new(HashMap::new()),
             batch,
             lease,
         }
+    }
+
+    /// Inserts new deliveries leased to `h.owner` and keeps them for
+    /// [`Executor::take_ready`].
+    pub fn with_handoff(mut self, h: Handoff) -> Self {
+        self.handoff = Some(h);
+        self
+    }
+
+    /// Deliveries written (already leased) since the last call.
+    pub fn take_ready(&self) -> Vec<deliveries::Claimed> {
+        self.ready
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
     }
 
     /// Leases up to a batch of due runs. Public so tests can simulate a
@@ -231,14 +258,23 @@ impl Executor {
             }
         }
         let owner = claimed.owner;
-        let (advanced, lost) = store
+        let handoff = self
+            .handoff
+            .as_ref()
+            .map(|h| (h.owner.clone(), to_micros(now + h.lease)));
+        let (advanced, lost, handed) = store
             .write(move |ctx| {
                 for id in &orphans {
                     runs::release_lease(ctx.conn, id, &owner)?;
                 }
-                write_batch(ctx, writes, now)
+                write_batch(ctx, writes, handoff, now)
             })
             .await?;
+        if !handed.is_empty() {
+            if let Ok(mut r) = self.ready.lock() {
+                r.extend(handed);
+            }
+        }
         Ok(Executed {
             claimed: n,
             advanced,
@@ -388,7 +424,9 @@ fn step_run(
         for e in t.effects {
             match e {
                 Effect::SendWebhook { action_id, webhook } => {
-                    let ctx = webhook_context(&pf.profile, run.event.as_ref(), organization, None);
+                    // Price-drop runs carry the item in their trigger context (issue #5).
+                    let item = run.event.as_ref().and_then(|e| e.get("catalog_item"));
+                    let ctx = webhook_context(&pf.profile, run.event.as_ref(), organization, item);
                     let rendered = match c.webhooks.get(&action_id) {
                         Some(Ok(t)) => t.render(&ctx, now),
                         Some(Err(e)) => Err(e.clone()),
@@ -414,6 +452,7 @@ fn step_run(
                         status: deliveries::status::PENDING.into(),
                         last_error: None,
                         now: now_us,
+                        lease: None,
                     };
                     match rendered {
                         Ok(r) => {
@@ -524,11 +563,13 @@ fn step_run(
 /// effects follow), the steps in one insert, the effect keys in one
 /// `INSERT … ON CONFLICT DO NOTHING RETURNING` (only effects whose key is
 /// new are performed), and the profile updates in one read and one write.
+/// Writes a batch; returns (advanced, lost, deliveries handed off).
 fn write_batch(
     ctx: &mut WriteCtx<'_>,
     writes: Vec<RunWrite>,
+    handoff: Option<(String, i64)>,
     now: DateTime<Utc>,
-) -> Result<(usize, usize), StoreError> {
+) -> Result<(usize, usize, Vec<deliveries::Claimed>), StoreError> {
     let now_us = to_micros(now);
     let (mut done, mut lost) = (0, 0);
     let mut kept = Vec::with_capacity(writes.len());
@@ -572,11 +613,12 @@ fn write_batch(
         })
         .collect();
     if keys.is_empty() {
-        return Ok((done, lost));
+        return Ok((done, lost, Vec::new()));
     }
     let mut fresh = runs::record_effects(ctx.conn, &keys, now_us)?;
     drop(keys);
     let mut profile_ops = Vec::new();
+    let mut handed = Vec::new();
     for w in kept {
         let run_id = w.update.id;
         for (action_id, _, effect) in w.effects {
@@ -590,12 +632,30 @@ fn write_batch(
                     operations,
                     today,
                 } => profile_ops.push((profile_id, operations, today)),
+                EffectWrite::Delivery(mut d) => {
+                    let pending = d.status == deliveries::status::PENDING;
+                    if pending {
+                        d.lease = handoff.clone();
+                    }
+                    if deliveries::insert(ctx.conn, &d)? && d.lease.is_some() {
+                        handed.push(d.claimed());
+                    }
+                }
                 other => perform(ctx, other, now_us)?,
             }
         }
     }
     update_profiles(ctx, profile_ops, now_us)?;
-    Ok((done, lost))
+    if !handed.is_empty() {
+        let disabled = deliveries::disabled_destinations(ctx.conn)?;
+        for c in &mut handed {
+            c.disabled = disabled
+                .iter()
+                .find(|(f, a, _)| *f == c.flow_id && *a == c.action_id)
+                .map(|(_, _, why)| why.clone());
+        }
+    }
+    Ok((done, lost, handed))
 }
 
 /// Applies update-profile effects: one read of every profile involved,

@@ -38,6 +38,18 @@ impl Loaded {
         profile_ids: &[String],
         queries: &[MetricQuery],
     ) -> Result<Loaded, StoreError> {
+        Self::load_with(conn, profile_ids, queries, true)
+    }
+
+    /// [`Loaded::load`], skipping list memberships when `lists` is false
+    /// (segment evaluation that names no list: one index lookup less per
+    /// profile).
+    pub fn load_with(
+        conn: &mut dyn Conn,
+        profile_ids: &[String],
+        queries: &[MetricQuery],
+        lists: bool,
+    ) -> Result<Loaded, StoreError> {
         let mut out = Loaded::default();
         let mut ids: Vec<String> = profile_ids.to_vec();
         ids.sort();
@@ -88,8 +100,19 @@ impl Loaded {
                     },
                 );
             }
+            if lists {
+                let sql = format!(
+                    "SELECT profile_id, list_id FROM list_members WHERE profile_id IN ({list})"
+                );
+                for r in conn.query(&sql, &params)? {
+                    if let Some(p) = out.profiles.get_mut(&r.text(0)?) {
+                        p.memberships.insert(r.text(1)?);
+                    }
+                }
+            }
+            // Segments (issue #5) share the id space of group conditions.
             let sql = format!(
-                "SELECT profile_id, list_id FROM list_members WHERE profile_id IN ({list})"
+                "SELECT profile_id, segment_id FROM segment_members WHERE profile_id IN ({list})"
             );
             for r in conn.query(&sql, &params)? {
                 if let Some(p) = out.profiles.get_mut(&r.text(0)?) {
@@ -118,6 +141,36 @@ impl Loaded {
             }
         }
         Ok(out)
+    }
+
+    /// Adds one metric's events for these profiles: callers that know which
+    /// profiles need which metric read fewer rows than [`Loaded::load`].
+    pub fn add_events(
+        &mut self,
+        conn: &mut dyn Conn,
+        metric_id: &str,
+        profile_ids: &[String],
+    ) -> Result<(), StoreError> {
+        for chunk in profile_ids.chunks(CHUNK) {
+            let (list, n) = in_list(2, chunk.len());
+            let sql = format!(
+                "SELECT profile_id, time, value, properties FROM events \
+                 WHERE metric_id = $1 AND profile_id IN ({list})"
+            );
+            let mut p = vec![outflow_store::db::Param::Text(metric_id)];
+            p.extend(padded(chunk, n));
+            for r in conn.query(&sql, &p)? {
+                self.events
+                    .entry((r.text(0)?, metric_id.to_owned()))
+                    .or_default()
+                    .push(EventFact {
+                        time: r.int(1)?,
+                        value: r.opt_real(2)?,
+                        properties: r.json(3)?,
+                    });
+            }
+        }
+        Ok(())
     }
 
     /// The facts one evaluation needs, with the metric aggregates answered

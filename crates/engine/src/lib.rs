@@ -7,6 +7,7 @@
 //! nothing. All time comes from the injected [`Clock`]: tests move it and
 //! call [`Engine::tick`] instead of sleeping.
 
+pub mod audiences;
 pub mod dispatch;
 pub mod executor;
 pub mod facts;
@@ -60,6 +61,7 @@ impl Default for EngineConfig {
 /// What one [`Engine::tick`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tick {
+    pub audiences: audiences::Worked,
     pub dispatched: dispatch::Dispatched,
     pub executed: executor::Executed,
     /// Deliveries leased and finished (in [`Engine::tick`], every started
@@ -69,10 +71,14 @@ pub struct Tick {
 
 impl Tick {
     pub fn is_idle(&self) -> bool {
-        self.dispatched.items == 0 && self.executed.claimed == 0 && self.delivered == 0
+        self.audiences.is_idle()
+            && self.dispatched.items == 0
+            && self.executed.claimed == 0
+            && self.delivered == 0
     }
 
     fn add(&mut self, t: Tick) {
+        self.audiences.add(t.audiences);
         self.dispatched.items += t.dispatched.items;
         self.dispatched.runs += t.dispatched.runs;
         self.executed.claimed += t.executed.claimed;
@@ -87,6 +93,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     pub dispatcher: dispatch::Dispatcher,
+    pub audiences: audiences::Audiences,
     pub executor: executor::Executor,
     pub deliverer: Arc<Deliverer>,
     wake: Notify,
@@ -102,14 +109,22 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
+        let deliverer = Arc::new(Deliverer::new(
+            store.clone(),
+            clock.clone(),
+            config.delivery.clone(),
+        )?);
         Ok(Self {
-            dispatcher: dispatch::Dispatcher::new(config.batch),
-            executor: executor::Executor::new(config.worker_id.clone(), config.batch, config.lease),
-            deliverer: Arc::new(Deliverer::new(
-                store.clone(),
-                clock.clone(),
-                config.delivery.clone(),
-            )?),
+            dispatcher: dispatch::Dispatcher::new(config.batch)
+                .with_source(Arc::new(audiences::SegmentSource))
+                .with_handoff(format!("{}:handoff", config.worker_id), config.lease),
+            audiences: audiences::Audiences::new(config.batch),
+            executor: executor::Executor::new(config.worker_id.clone(), config.batch, config.lease)
+                .with_handoff(executor::Handoff {
+                    owner: deliverer.handoff_owner(),
+                    lease: config.delivery.lease,
+                }),
+            deliverer,
             store,
             clock,
             config,
@@ -121,20 +136,48 @@ impl Engine {
         &self.store
     }
 
-    /// Dispatch and execution: one batch of each. Wakes the deliverer when
-    /// runs moved (they may have written deliveries).
+    /// Dispatch and execution: one batch of each. Deliveries the batch
+    /// wrote go to the deliverer at once, already leased.
     async fn work(&self) -> Result<Tick, EngineError> {
         self.dispatcher.refresh(&self.store).await?;
         let dispatched = self.dispatcher.pass(&self.store, self.clock.now()).await?;
-        let executed = self.executor.pass(&self.store, self.clock.now()).await?;
-        if executed.advanced > 0 {
-            self.deliverer.notify();
+        let mut executed = executor::Executed::default();
+        let fresh = self.dispatcher.take_ready();
+        if !fresh.is_empty() {
+            // Runs dispatch just created, already leased to us: no claim.
+            let claimed = executor::Claimed {
+                owner: format!("{}:handoff", self.config.worker_id),
+                runs: fresh,
+            };
+            executed = self
+                .executor
+                .process(&self.store, claimed, self.clock.now())
+                .await?;
+            self.hand_deliveries();
         }
+        // After dispatch, so audience work never delays an event's trigger;
+        // segment joins it records are dispatched on the next tick.
+        let audiences = self.audiences.pass(&self.store, self.clock.now()).await?;
+        let e = self.executor.pass(&self.store, self.clock.now()).await?;
+        self.hand_deliveries();
+        executed.claimed += e.claimed;
+        executed.advanced += e.advanced;
+        executed.lost += e.lost;
         Ok(Tick {
+            audiences,
             dispatched,
             executed,
             delivered: 0,
         })
+    }
+
+    /// Deliveries the executor wrote go to the deliverer at once, already
+    /// leased.
+    fn hand_deliveries(&self) {
+        let ready = self.executor.take_ready();
+        if !ready.is_empty() {
+            self.deliverer.start(&self.deliverer.handoff_owner(), ready);
+        }
     }
 
     /// One batch of each kind of work: refresh the flow index if flows
@@ -190,6 +233,7 @@ impl Engine {
                 }
                 tokio::select! {
                     _ = engine.wake.notified() => {}
+                    _ = engine.deliverer.runs_due.notified() => {}
                     _ = tokio::time::sleep(engine.config.poll) => {}
                     _ = stopped.changed() => break,
                 }

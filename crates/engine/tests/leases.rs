@@ -27,23 +27,20 @@ async fn crashed_worker_runs_are_reclaimed_once(backend: &str) {
         let p = e.profile(&format!("p{i}@x.io"), json!({})).await;
         e.join(&l, &p, false).await;
     }
-    // Dispatch only: the runs are due, nobody has advanced them.
-    e.engine.dispatcher.refresh(&e.store).await.expect("index");
-    let d = e
-        .engine
+    // Worker A dispatches: the runs are created leased to it (handed to its
+    // executor in memory), and it dies before advancing them.
+    let dead = engine_on(&e.store, &e.clock);
+    dead.dispatcher.refresh(&e.store).await.expect("index");
+    let d = dead
         .dispatcher
         .pass(&e.store, outflow_core::Clock::now(e.clock.as_ref()))
         .await
         .expect("dispatch");
     assert_eq!(d.runs, RUNS);
-
-    // Worker A claims every due run and dies without writing anything.
-    let dead = engine_on(&e.store, &e.clock);
-    let claimed = dead
-        .executor
-        .claim(&e.store, outflow_core::Clock::now(e.clock.as_ref()))
-        .await
-        .expect("claim");
+    let claimed = outflow_engine::executor::Claimed {
+        owner: dead.dispatcher.handoff_owner().expect("handoff").to_owned(),
+        runs: dead.dispatcher.take_ready(),
+    };
     assert_eq!(claimed.runs.len(), RUNS);
 
     // While the lease holds, nobody else advances them.

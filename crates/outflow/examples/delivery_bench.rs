@@ -256,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
         let groups: Vec<Value> = (posted..posted + n)
             .map(|i| {
                 json!({"type": "event-bulk-create", "attributes": {
-                    "profile": {"data": {"type": "profile", "attributes": {"email": format!("t{}@bench.io", i % 10_000)}}},
+                    "profile": {"data": {"type": "profile", "attributes": {"email": format!("t{i}@bench.io")}}},
                     "events": {"data": [{"type": "event", "attributes": {
                         "properties": {"n": i}, "unique_id": format!("t-{i}"),
                         "metric": {"data": {"type": "metric", "attributes": {"name": "Bench Throughput"}}}}}]}}})
@@ -316,7 +316,7 @@ async fn main() -> anyhow::Result<()> {
         tick.tick().await;
         let api = api.clone();
         inflight.push(tokio::spawn(async move {
-            let body = json!({"data": event("Bench Latency", &format!("l{}@bench.io", i % 1000), Some(now_us()), i)});
+            let body = json!({"data": event("Bench Latency", &format!("l{i}@bench.io"), Some(now_us()), i)});
             let (s, b) = api.post("/api/events", &body).await;
             assert_eq!(s, 202, "{b}");
         }));

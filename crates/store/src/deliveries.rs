@@ -38,6 +38,35 @@ pub struct NewDelivery {
     pub status: String,
     pub last_error: Option<String>,
     pub now: i64,
+    /// Inserted already leased (owner, until): the step hands the delivery
+    /// to this process's worker in memory, with no claim round trip.
+    pub lease: Option<(String, i64)>,
+}
+
+impl NewDelivery {
+    /// The delivery as a worker that holds its lease sees it.
+    pub fn claimed(&self) -> Claimed {
+        Claimed {
+            id: self.id.clone(),
+            account_id: self.account_id.clone(),
+            run_id: self.run_id.clone(),
+            flow_id: self.flow_id.clone(),
+            profile_id: self.profile_id.clone(),
+            action_id: self.action_id.clone(),
+            url: self.url.clone(),
+            method: self.method.clone(),
+            headers: serde_json::from_str(&self.headers).unwrap_or_default(),
+            body: self.body.clone(),
+            response_map: self
+                .response_map
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok())
+                .unwrap_or_default(),
+            attempts: 0,
+            retry_base: 0,
+            disabled: None,
+        }
+    }
 }
 
 /// Inserts a delivery unless (run, action) already has one.
@@ -45,8 +74,9 @@ pub fn insert(conn: &mut dyn Conn, d: &NewDelivery) -> Result<bool, StoreError> 
     let pending = d.status == status::PENDING;
     let n = conn.execute(
         "INSERT INTO deliveries (id, account_id, run_id, flow_id, profile_id, action_id, url, method, \
-         headers, body, response_map, status, attempts, last_error, due, finished, created, updated) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14, $15, $16, $16) \
+         headers, body, response_map, status, attempts, last_error, due, finished, created, updated, \
+         lease_owner, lease_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14, $15, $16, $16, $17, $18) \
          ON CONFLICT (run_id, action_id) DO NOTHING",
         params![
             &d.id,
@@ -64,7 +94,9 @@ pub fn insert(conn: &mut dyn Conn, d: &NewDelivery) -> Result<bool, StoreError> 
             &d.last_error,
             pending.then_some(d.now),
             (!pending).then_some(d.now),
-            d.now
+            d.now,
+            d.lease.as_ref().map(|l| l.0.as_str()),
+            d.lease.as_ref().map(|l| l.1)
         ],
     )?;
     Ok(n == 1)
@@ -163,7 +195,10 @@ pub fn claim(
     Ok(out)
 }
 
-fn disabled_destinations(conn: &mut dyn Conn) -> Result<Vec<(String, String, String)>, StoreError> {
+/// (flow, action, reason) of every destination disabled by a 410.
+pub fn disabled_destinations(
+    conn: &mut dyn Conn,
+) -> Result<Vec<(String, String, String)>, StoreError> {
     conn.query(
         "SELECT flow_id, action_id, COALESCE(reason, 'disabled') FROM webhook_destinations \
          WHERE disabled IS NOT NULL",

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod audit;
 pub mod cache;
 pub mod catalog;
+pub mod dates;
 pub mod db;
 pub mod deliveries;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod profiles;
 pub mod runs;
+pub mod segments;
 pub mod users;
 pub mod writer;
 

@@ -37,6 +37,10 @@ const SQLITE: &[Migration] = &[
         version: 7,
         sql: include_str!("../migrations/sqlite/0007_delivery.sql"),
     },
+    Migration {
+        version: 8,
+        sql: include_str!("../migrations/sqlite/0008_audiences.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -67,6 +71,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 7,
         sql: include_str!("../migrations/postgres/0007_delivery.sql"),
+    },
+    Migration {
+        version: 8,
+        sql: include_str!("../migrations/postgres/0008_audiences.sql"),
     },
 ];
 

@@ -118,11 +118,21 @@ pub struct NewRun {
 
 /// Creates runs, due at once.
 pub fn insert_runs(conn: &mut dyn Conn, runs: &[NewRun]) -> Result<(), StoreError> {
+    insert_runs_leased(conn, runs, None)
+}
+
+/// Creates runs, due at once, optionally already leased (owner, until) so
+/// the creating process can advance them without a claim.
+pub fn insert_runs_leased(
+    conn: &mut dyn Conn,
+    runs: &[NewRun],
+    lease: Option<(&str, i64)>,
+) -> Result<(), StoreError> {
     for r in runs {
         conn.execute(
             "INSERT INTO runs (id, account_id, flow_id, flow_version, profile_id, trigger_event_id, \
-             current_action, state, due, entered, event, active, step_count, updated) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $8, $9, 1, 0, $8)",
+             current_action, state, due, entered, event, active, step_count, updated, lease_owner, lease_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $8, $9, 1, 0, $8, $10, $11)",
             params![
                 &r.id,
                 &r.account_id,
@@ -132,11 +142,40 @@ pub fn insert_runs(conn: &mut dyn Conn, runs: &[NewRun]) -> Result<(), StoreErro
                 &r.trigger_event_id,
                 &r.current_action,
                 r.entered,
-                &r.event
+                &r.event,
+                lease.map(|l| l.0),
+                lease.map(|l| l.1)
             ],
         )?;
     }
     Ok(())
+}
+
+impl NewRun {
+    /// The run as its lease holder sees it right after insert.
+    pub fn leased_row(&self, owner: &str) -> RunRow {
+        RunRow {
+            id: self.id.clone(),
+            account_id: self.account_id.clone(),
+            flow_id: self.flow_id.clone(),
+            flow_version: self.flow_version,
+            profile_id: self.profile_id.clone(),
+            trigger_event_id: self.trigger_event_id.clone(),
+            current_action: self.current_action.clone(),
+            state: state::RUNNING.to_owned(),
+            exit_reason: None,
+            due: Some(self.entered),
+            input: None,
+            lease_owner: Some(owner.to_owned()),
+            entered: self.entered,
+            event: self
+                .event
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok()),
+            step_count: 0,
+            updated: self.entered,
+        }
+    }
 }
 
 /// Leases up to `limit` due runs to `owner` until `lease_until`. On

@@ -158,6 +158,12 @@ fn validate(
                     kind: FlowErrorKind::Malformed(format!("list '{id}' does not exist")),
                 });
             }
+            Some("segment") if outflow_store::segments::get(conn, account, id)?.is_none() => {
+                list_errors.push(FlowError {
+                    pointer: format!("{base}/triggers/{i}/id"),
+                    kind: FlowErrorKind::Malformed(format!("segment '{id}' does not exist")),
+                });
+            }
             _ => {}
         }
     }
@@ -672,6 +678,7 @@ async fn triggered_by(
         .read(move |c| {
             let exists = match kind {
                 "metric" => metrics::get(c, &account, &id)?.is_some(),
+                "segment" => outflow_store::segments::get(c, &account, &id)?.is_some(),
                 _ => lists::get(c, &account, &id)?.is_some(),
             };
             if !exists {
@@ -700,6 +707,18 @@ pub async fn metric_flow_triggers(
 ) -> FlowResult {
     auth.require("metrics:read")?;
     triggered_by(state, auth, url, q, "metric", id).await
+}
+
+/// `GET /api/segments/{id}/flow-triggers`
+pub async fn segment_flow_triggers(
+    State(state): State<AppState>,
+    auth: Auth,
+    url: RequestUrl,
+    q: ApiQuery,
+    Path(id): Path<String>,
+) -> FlowResult {
+    auth.require("segments:read")?;
+    triggered_by(state, auth, url, q, "segment", id).await
 }
 
 /// `GET /api/lists/{id}/flow-triggers`

@@ -13,6 +13,7 @@ pub mod lists;
 pub mod metrics;
 pub mod profiles;
 pub mod review;
+pub mod segments;
 pub mod users;
 
 use crate::error::{ApiError, ErrorSource};

@@ -60,6 +60,62 @@ pub enum Condition {
     /// `metric-property` / `price-drop-property`: a property of the trigger
     /// event.
     EventProperty { field: String, filter: Filter },
+    /// `profile-region`: whether `location.country` is in the region.
+    Region { in_region: bool, region: Region },
+}
+
+/// The regions of `profile-region` conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    EuropeanUnion,
+    UnitedStates,
+}
+
+/// The 27 member states, by English name and ISO 3166 alpha-2 code.
+const EU: &[(&str, &str)] = &[
+    ("austria", "at"),
+    ("belgium", "be"),
+    ("bulgaria", "bg"),
+    ("croatia", "hr"),
+    ("cyprus", "cy"),
+    ("czech republic", "cz"),
+    ("czechia", "cz"),
+    ("denmark", "dk"),
+    ("estonia", "ee"),
+    ("finland", "fi"),
+    ("france", "fr"),
+    ("germany", "de"),
+    ("greece", "gr"),
+    ("hungary", "hu"),
+    ("ireland", "ie"),
+    ("italy", "it"),
+    ("latvia", "lv"),
+    ("lithuania", "lt"),
+    ("luxembourg", "lu"),
+    ("malta", "mt"),
+    ("netherlands", "nl"),
+    ("poland", "pl"),
+    ("portugal", "pt"),
+    ("romania", "ro"),
+    ("slovakia", "sk"),
+    ("slovenia", "si"),
+    ("spain", "es"),
+    ("sweden", "se"),
+];
+
+impl Region {
+    /// Whether a free-text `location.country` (a name or an ISO code) is in
+    /// the region.
+    pub fn contains(self, country: &str) -> bool {
+        let c = country.trim().to_lowercase();
+        match self {
+            Region::UnitedStates => matches!(
+                c.as_str(),
+                "us" | "usa" | "united states" | "united states of america" | "u.s." | "u.s.a."
+            ),
+            Region::EuropeanUnion => EU.iter().any(|(name, code)| c == *name || c == *code),
+        }
+    }
 }
 
 /// A path into the profile's attributes: `email` → `["email"]`,
@@ -437,6 +493,16 @@ impl Condition {
                 Some(ev) => filter.matches(event_field(ev, field), facts.now),
                 None => false,
             },
+            Condition::Region { in_region, region } => {
+                let inside = facts
+                    .profile
+                    .profile
+                    .get("location")
+                    .and_then(|l| l.get("country"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| region.contains(c));
+                inside == *in_region
+            }
         }
     }
 }
@@ -668,7 +734,6 @@ fn anniversary_in(t: DateTime<Utc>, year: i32) -> Option<NaiveDate> {
 // ---------------------------------------------------------------- parsing
 
 const PROFILE_UNSUPPORTED: &[&str] = &[
-    "profile-region",
     "profile-postal-code-distance",
     "profile-predictive-analytics",
     "profile-predictive-analytics-date",
@@ -717,7 +782,7 @@ fn parse_condition(at: &At<'_>, scope: Scope) -> Result<Condition, FlowError> {
     let ty = ty_at.str()?;
     let profile_kind = matches!(
         ty,
-        "profile-property" | "profile-group-membership" | "profile-metric"
+        "profile-property" | "profile-group-membership" | "profile-metric" | "profile-region"
     ) || PROFILE_UNSUPPORTED.contains(&ty);
     let event_kind =
         matches!(ty, "metric-property" | "price-drop-property") || EVENT_UNSUPPORTED.contains(&ty);
@@ -784,6 +849,14 @@ fn parse_condition(at: &At<'_>, scope: Scope) -> Result<Condition, FlowError> {
                 },
                 compare,
             })
+        }
+        "profile-region" => {
+            let in_region = at.req("in_region")?.bool()?;
+            let region = match at.choice("region", &["european_union", "united_states"])? {
+                "european_union" => Region::EuropeanUnion,
+                _ => Region::UnitedStates,
+            };
+            Ok(Condition::Region { in_region, region })
         }
         "metric-property" | "price-drop-property" => {
             let field = at.req_str("field")?.to_owned();

@@ -9,7 +9,7 @@ pub mod definition;
 pub mod delay;
 #[cfg(test)]
 mod fixtures;
-mod json;
+pub(crate) mod json;
 pub mod machine;
 pub mod validate;
 
