@@ -136,9 +136,7 @@ async fn create_read_update_delete(backend: &str) {
         2
     );
     assert_eq!(action_ids(&r.body["data"]["attributes"]["definition"]), ids);
-    let store = outflow_store::Store::open(&app.db.url())
-        .await
-        .expect("open");
+    let store = app.server.as_ref().expect("server").engine.store().clone();
     let fid = id.clone();
     let versions = store
         .read(move |c| outflow_store::flows::versions(c, &fid))
@@ -634,11 +632,11 @@ async fn validation_errors(backend: &str) {
     app.stop().await;
 }
 
-/// Adds a key with only `scopes` to the account, straight in the database.
+/// Adds a key with only `scopes` to the account, straight in the database
+/// (through the server's own store: a second SQLite writer would contend
+/// for the lock).
 async fn key_with_scopes(app: &App, key: &str, scopes: &[&str]) {
-    let store = outflow_store::Store::open(&app.db.url())
-        .await
-        .expect("open");
+    let store = app.server.as_ref().expect("server").engine.store().clone();
     let (key, scopes) = (key.to_owned(), serde_json::to_string(scopes).expect("json"));
     store
         .write(move |ctx| {
