@@ -96,7 +96,10 @@ pub struct Deliverer {
     allow: AllowList,
     client: reqwest::Client,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
-    secrets: Mutex<HashMap<String, Arc<Vec<Secret>>>>,
+    /// Per account, with when they were read: another process sharing
+    /// PostgreSQL may rotate, so the cache is re-read after
+    /// [`SECRETS_TTL`].
+    secrets: Mutex<HashMap<String, CachedSecrets>>,
     done_tx: mpsc::UnboundedSender<Recorded>,
     done_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Recorded>>,
     in_flight: AtomicUsize,
@@ -114,6 +117,13 @@ pub struct Deliverer {
     pub runs_due: Notify,
     pub metrics: Arc<Metrics>,
 }
+
+/// An account's signing secrets and when they were read.
+type CachedSecrets = (Arc<Vec<Secret>>, std::time::Instant);
+
+/// How long signing secrets are cached (a rotation in this process clears
+/// the cache at once).
+const SECRETS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Header names whose values never reach the log.
 fn is_secret_header(name: &str) -> bool {
@@ -222,19 +232,24 @@ impl Deliverer {
     /// The secrets that sign for `account`, newest first; makes one if the
     /// account has none yet.
     async fn secrets_for(&self, account: &str) -> Result<Arc<Vec<Secret>>, DeliveryError> {
-        if let Some(s) = self
+        let cached = self
             .secrets
             .lock()
             .ok()
-            .and_then(|m| m.get(account).cloned())
-        {
-            return Ok(s);
+            .and_then(|m| m.get(account).cloned());
+        if let Some((s, at)) = cached {
+            if at.elapsed() < SECRETS_TTL {
+                return Ok(s);
+            }
         }
         let texts = current_secrets(&self.store, account, to_micros(self.clock.now())).await?;
         let parsed: Vec<Secret> = texts.iter().filter_map(|t| Secret::parse(t).ok()).collect();
         let parsed = Arc::new(parsed);
         if let Ok(mut m) = self.secrets.lock() {
-            m.insert(account.to_owned(), parsed.clone());
+            m.insert(
+                account.to_owned(),
+                (parsed.clone(), std::time::Instant::now()),
+            );
         }
         Ok(parsed)
     }

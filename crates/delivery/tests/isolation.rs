@@ -149,11 +149,17 @@ async fn run(backend: &str, good: &str, hits: &AtomicUsize, bad: Option<&str>) -
 }
 
 async fn dead_destination_does_not_delay_a_healthy_one(backend: &str) {
-    let (good, hits) = healthy().await;
-    let alone = run(backend, &good, &hits, None).await;
-    let (good2, hits2) = healthy().await;
-    let bad = dead().await;
-    let beside = run(backend, &good2, &hits2, Some(&bad)).await;
+    // The best of two runs each, so one scheduler hiccup on a shared
+    // machine does not decide the comparison.
+    let mut alone = Duration::MAX;
+    let mut beside = Duration::MAX;
+    for _ in 0..2 {
+        let (good, hits) = healthy().await;
+        alone = alone.min(run(backend, &good, &hits, None).await);
+        let (good, hits) = healthy().await;
+        let bad = dead().await;
+        beside = beside.min(run(backend, &good, &hits, Some(&bad)).await);
+    }
     eprintln!(
         "{backend}: {N} healthy deliveries alone {alone:?}, beside a dead destination {beside:?}"
     );
