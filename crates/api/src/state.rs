@@ -8,7 +8,6 @@ use outflow_store::accounts::{self, Principal};
 use outflow_store::users::PasswordCost;
 use outflow_store::{Store, StoreError};
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -204,62 +203,11 @@ pub fn store_error(e: StoreError) -> ApiError {
     }
 }
 
-/// Whether the host of `url` (an `http://` URL) is on `allowed`: an entry
-/// is a host name (compared case-insensitively), an IP address, or a CIDR
-/// block such as `127.0.0.0/8` or `::1/128`.
+/// Whether the host of `url` (an `http://` URL) is on `allowed`: host
+/// names, IP addresses or CIDR blocks — the same list, read the same way,
+/// as the delivery worker's SSRF guard.
 pub fn host_allowed(url: &str, allowed: &[String]) -> bool {
-    let Some(host) = url_host(url) else {
-        return false;
-    };
-    let ip: Option<IpAddr> = host.parse().ok();
-    allowed.iter().any(|entry| {
-        let entry = entry.trim();
-        if let Some((net, bits)) = entry.split_once('/') {
-            match (ip, net.parse::<IpAddr>(), bits.parse::<u32>()) {
-                (Some(ip), Ok(net), Ok(bits)) => in_cidr(ip, net, bits),
-                _ => false,
-            }
-        } else {
-            match (ip, entry.parse::<IpAddr>()) {
-                (Some(ip), Ok(e)) => ip == e,
-                _ => !entry.is_empty() && entry.eq_ignore_ascii_case(host),
-            }
-        }
-    })
-}
-
-/// The host of an absolute URL, without port, brackets or credentials.
-fn url_host(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split_once(']').map(|(h, _)| h);
-    }
-    let host = authority.split_once(':').map_or(authority, |(h, _)| h);
-    (!host.is_empty()).then_some(host)
-}
-
-fn in_cidr(ip: IpAddr, net: IpAddr, bits: u32) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(ip), IpAddr::V4(net)) if bits <= 32 => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            u32::from(ip) & mask == u32::from(net) & mask
-        }
-        (IpAddr::V6(ip), IpAddr::V6(net)) if bits <= 128 => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            u128::from(ip) & mask == u128::from(net) & mask
-        }
-        _ => false,
-    }
+    outflow_delivery::guard::AllowList::new(allowed).allows_url(url)
 }
 
 fn capitalize(s: &str) -> String {

@@ -55,6 +55,15 @@ impl AllowList {
             .any(|e| matches!(e, Entry::Host(h) if h.eq_ignore_ascii_case(host)))
     }
 
+    /// Whether the host of an absolute URL is allowed (false when the URL
+    /// does not parse or has no host).
+    pub fn allows_url(&self, url: &str) -> bool {
+        reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| self.allows_host(h)))
+            .unwrap_or(false)
+    }
+
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.entries.iter().any(|e| match e {

@@ -73,7 +73,7 @@ impl RetryPolicy {
         let exp = attempts.saturating_sub(1).min(30);
         let base = self
             .initial
-            .checked_mul(1i32 << exp.min(30))
+            .checked_mul(1i32 << exp)
             .unwrap_or(self.max_interval)
             .min(self.max_interval);
         let ms = base.num_milliseconds() as f64;

@@ -564,12 +564,7 @@ impl Deliverer {
             return Ok(0);
         };
         let mut batch = Vec::new();
-        while batch.len() < 4096 {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
+        take_ready(&mut rx, &mut batch);
         drop(rx);
         self.write(batch).await
     }
@@ -665,15 +660,7 @@ impl Deliverer {
                 };
                 let Some(first) = first else { break };
                 let mut batch = vec![first];
-                {
-                    let mut rx = me.done_rx.lock().await;
-                    while batch.len() < 4096 {
-                        match rx.try_recv() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
-                        }
-                    }
-                }
+                take_ready(&mut *me.done_rx.lock().await, &mut batch);
                 if let Err(e) = me.write(batch).await {
                     // The leases expire and the deliveries are sent again
                     // (same webhook-id): at-least-once.
@@ -704,6 +691,19 @@ impl DeliveryTasks {
         let _ = self.stop.send(true);
         let _ = self.claimer.await;
         let _ = self.recorder.await;
+    }
+}
+
+/// Results recorded in one transaction at most.
+const RECORD_BATCH: usize = 4096;
+
+/// Moves results that have already arrived into `batch`, without waiting.
+fn take_ready(rx: &mut mpsc::UnboundedReceiver<Recorded>, batch: &mut Vec<Recorded>) {
+    while batch.len() < RECORD_BATCH {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
     }
 }
 

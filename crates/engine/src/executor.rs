@@ -641,20 +641,20 @@ fn write_batch(
                         handed.push(d.claimed());
                     }
                 }
-                other => perform(ctx, other, now_us)?,
+                EffectWrite::List {
+                    account_id,
+                    profile_id,
+                    list_id,
+                    add,
+                } => list_update(ctx.conn, &account_id, &profile_id, &list_id, add, now_us)?,
+                // Message channels get pluggable senders later; the step
+                // and its effect key are recorded.
+                EffectWrite::Message => {}
             }
         }
     }
     update_profiles(ctx, profile_ops, now_us)?;
-    if !handed.is_empty() {
-        let disabled = deliveries::disabled_destinations(ctx.conn)?;
-        for c in &mut handed {
-            c.disabled = disabled
-                .iter()
-                .find(|(f, a, _)| *f == c.flow_id && *a == c.action_id)
-                .map(|(_, _, why)| why.clone());
-        }
-    }
+    deliveries::mark_disabled(ctx.conn, &mut handed)?;
     Ok((done, lost, handed))
 }
 
@@ -723,61 +723,30 @@ fn update_profiles(
     Ok(())
 }
 
-fn perform(ctx: &mut WriteCtx<'_>, effect: EffectWrite, now_us: i64) -> Result<(), StoreError> {
-    let conn: &mut dyn Conn = &mut *ctx.conn;
-    match effect {
-        EffectWrite::Delivery(d) => {
-            deliveries::insert(conn, &d)?;
-        }
-        EffectWrite::Profile {
-            profile_id,
-            operations,
-            today,
-        } => {
-            // Read inside the write transaction so a concurrent API update
-            // to the same profile is not lost.
-            let Some(r) = conn.query_opt(
-                "SELECT properties FROM profiles WHERE id = $1",
-                params![&profile_id],
-            )?
-            else {
-                return Ok(());
-            };
-            let mut props = match r.json(0)? {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            };
-            apply_operations(&mut props, &operations, today);
-            conn.execute(
-                "UPDATE profiles SET properties = $2, updated = $3 WHERE id = $1",
-                params![&profile_id, &Value::Object(props).to_string(), now_us],
-            )?;
-            outflow_store::profiles::forget_applied(ctx.cache, &profile_id);
-        }
-        EffectWrite::List {
-            account_id,
-            profile_id,
-            list_id,
-            add,
-        } => {
-            if add {
-                // A list or profile that no longer exists is not an error
-                // that should undo the whole batch.
-                conn.execute(
-                    "INSERT INTO list_members (list_id, profile_id, account_id, joined, source, historical_import) \
-                     SELECT $1, $2, $3, $4, 'flow', 0 WHERE EXISTS (SELECT 1 FROM lists WHERE id = $1 AND account_id = $3) \
-                     AND EXISTS (SELECT 1 FROM profiles WHERE id = $2 AND account_id = $3) \
-                     ON CONFLICT (list_id, profile_id) DO NOTHING",
-                    params![&list_id, &profile_id, &account_id, now_us],
-                )?;
-            } else {
-                conn.execute(
-                    "DELETE FROM list_members WHERE account_id = $3 AND list_id = $1 AND profile_id = $2",
-                    params![&list_id, &profile_id, &account_id],
-                )?;
-            }
-        }
-        EffectWrite::Message => {}
+/// A list-update effect: joins or leaves, keyed so a repeat changes nothing.
+fn list_update(
+    conn: &mut dyn Conn,
+    account_id: &str,
+    profile_id: &str,
+    list_id: &str,
+    add: bool,
+    now_us: i64,
+) -> Result<(), StoreError> {
+    if add {
+        // A list or profile that no longer exists is not an error that
+        // should undo the whole batch.
+        conn.execute(
+            "INSERT INTO list_members (list_id, profile_id, account_id, joined, source, historical_import) \
+             SELECT $1, $2, $3, $4, 'flow', 0 WHERE EXISTS (SELECT 1 FROM lists WHERE id = $1 AND account_id = $3) \
+             AND EXISTS (SELECT 1 FROM profiles WHERE id = $2 AND account_id = $3) \
+             ON CONFLICT (list_id, profile_id) DO NOTHING",
+            params![list_id, profile_id, account_id, now_us],
+        )?;
+    } else {
+        conn.execute(
+            "DELETE FROM list_members WHERE account_id = $3 AND list_id = $1 AND profile_id = $2",
+            params![list_id, profile_id, account_id],
+        )?;
     }
     Ok(())
 }

@@ -181,24 +181,31 @@ pub fn claim(
             out.push(claimed_from_row(&r)?);
         }
     }
-    if !out.is_empty() {
-        let disabled = disabled_destinations(conn)?;
-        if !disabled.is_empty() {
-            for d in &mut out {
-                d.disabled = disabled
-                    .iter()
-                    .find(|(f, a, _)| *f == d.flow_id && *a == d.action_id)
-                    .map(|(_, _, why)| why.clone());
-            }
-        }
-    }
+    mark_disabled(conn, &mut out)?;
     Ok(out)
 }
 
+/// Sets `disabled` on deliveries whose destination a 410 disabled (one
+/// query on a small table, and none for an empty batch).
+pub fn mark_disabled(conn: &mut dyn Conn, batch: &mut [Claimed]) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let disabled = disabled_destinations(conn)?;
+    if disabled.is_empty() {
+        return Ok(());
+    }
+    for d in batch {
+        d.disabled = disabled
+            .iter()
+            .find(|(f, a, _)| *f == d.flow_id && *a == d.action_id)
+            .map(|(_, _, why)| why.clone());
+    }
+    Ok(())
+}
+
 /// (flow, action, reason) of every destination disabled by a 410.
-pub fn disabled_destinations(
-    conn: &mut dyn Conn,
-) -> Result<Vec<(String, String, String)>, StoreError> {
+fn disabled_destinations(conn: &mut dyn Conn) -> Result<Vec<(String, String, String)>, StoreError> {
     conn.query(
         "SELECT flow_id, action_id, COALESCE(reason, 'disabled') FROM webhook_destinations \
          WHERE disabled IS NOT NULL",
@@ -469,19 +476,6 @@ pub fn get(
     conn.query_opt(
         &format!("SELECT {VIEW_COLUMNS} FROM deliveries WHERE account_id = $1 AND id = $2"),
         params![account, id],
-    )?
-    .map(|r| view_from_row(&r))
-    .transpose()
-}
-
-pub fn for_run(
-    conn: &mut dyn Conn,
-    run_id: &str,
-    action_id: &str,
-) -> Result<Option<DeliveryView>, StoreError> {
-    conn.query_opt(
-        &format!("SELECT {VIEW_COLUMNS} FROM deliveries WHERE run_id = $1 AND action_id = $2"),
-        params![run_id, action_id],
     )?
     .map(|r| view_from_row(&r))
     .transpose()
