@@ -102,6 +102,7 @@ async fn run(backend: &str, good: &str, hits: &AtomicUsize, bad: Option<&str>) -
         for (url, action) in [(Some(good), "good"), (bad, "bad")] {
             let Some(url) = url else { continue };
             rows.push(NewDelivery {
+                finishes_run: false,
                 id: outflow_store::new_ulid(),
                 account_id: account.clone(),
                 run_id: format!("run-{action}-{i}"),

@@ -17,7 +17,7 @@ use outflow_core::flow::{
 };
 use outflow_store::db::{Conn, Dialect};
 use outflow_store::runs::{self, NewRun};
-use outflow_store::{flows, new_ulid, params, Store, StoreError};
+use outflow_store::{flows, new_ulid, params, Store, StoreError, WriteCtx};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -285,6 +285,48 @@ struct Plan {
     runs: Vec<NewRun>,
 }
 
+/// One feed batch planned by [`Dispatcher::plan_source`], written by
+/// [`Planned::commit`].
+pub struct Planned {
+    feed: &'static str,
+    plan: Plan,
+    lease: Option<(String, i64)>,
+    now_us: i64,
+}
+
+impl Planned {
+    pub fn dispatched(&self) -> Dispatched {
+        Dispatched {
+            items: self.plan.items,
+            runs: self.plan.runs.len(),
+        }
+    }
+
+    /// The runs as they will be stored, leased to the handoff owner (empty
+    /// without a handoff).
+    pub fn leased_rows(&self) -> Vec<runs::RunRow> {
+        match &self.lease {
+            Some((o, _)) => self.plan.runs.iter().map(|r| r.leased_row(o)).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Moves the feed's cursor (compare-and-set: `Conflict` when another
+    /// dispatcher moved it, so the caller's whole transaction is dropped)
+    /// and inserts the runs; returns them as leased rows.
+    pub fn commit(self, ctx: &mut WriteCtx<'_>) -> Result<Vec<runs::RunRow>, StoreError> {
+        let feed = self.feed;
+        if !runs::advance_cursor(ctx.conn, feed, self.plan.from, self.plan.to, self.now_us)? {
+            return Err(StoreError::Conflict(format!(
+                "the {feed} cursor moved under us"
+            )));
+        }
+        let l = self.lease.as_ref().map(|(o, u)| (o.as_str(), *u));
+        runs::insert_runs_leased(ctx.conn, &self.plan.runs, l)?;
+        Ok(self.leased_rows())
+    }
+}
+
 impl Dispatcher {
     pub fn new(batch: usize) -> Self {
         Self {
@@ -371,14 +413,53 @@ impl Dispatcher {
         source: usize,
         now: DateTime<Utc>,
     ) -> Result<Dispatched, EngineError> {
-        let Some(feed) = self.sources.get(source).map(|s| s.feed()) else {
+        let Some(planned) = self.plan_source(store, source, now).await? else {
             return Ok(Dispatched::default());
+        };
+        let done = planned.dispatched();
+        match store.write(move |ctx| planned.commit(ctx)).await {
+            Ok(rows) => {
+                self.hand(rows);
+                Ok(done)
+            }
+            // Another dispatcher took this batch; ours is discarded whole.
+            Err(StoreError::Conflict(_)) => Ok(Dispatched::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Keeps runs created by a commit for [`Dispatcher::take_ready`].
+    pub fn hand(&self, rows: Vec<runs::RunRow>) {
+        if rows.is_empty() {
+            return;
+        }
+        if let Ok(mut ready) = self.ready.lock() {
+            ready.extend(rows);
+        }
+    }
+
+    /// The number of feeds (trigger sources).
+    pub fn sources(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Reads the next batch of one feed and plans its runs, writing
+    /// nothing (except moving past a feed no flow listens to). `None`:
+    /// nothing to dispatch.
+    pub async fn plan_source(
+        &self,
+        store: &Store,
+        source: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Planned>, EngineError> {
+        let Some(feed) = self.sources.get(source).map(|s| s.feed()) else {
+            return Ok(None);
         };
         let dialect = store.dialect();
         let index = self.index();
         let batch = self.batch;
         let Some(src) = self.sources.get(source).cloned() else {
-            return Ok(Dispatched::default());
+            return Ok(None);
         };
         if !index.listens_to(src.trigger_type()) {
             // Nothing can start from this feed: move past what is there so
@@ -392,7 +473,7 @@ impl Dispatcher {
                     .write(move |ctx| runs::advance_cursor(ctx.conn, feed, after, head, now_us))
                     .await?;
             }
-            return Ok(Dispatched::default());
+            return Ok(None);
         }
         let (after, items) = store
             .read(move |conn| {
@@ -401,52 +482,25 @@ impl Dispatcher {
             })
             .await?;
         if items.is_empty() {
-            return Ok(Dispatched::default());
+            return Ok(None);
         }
         let items = self.cut_at_gap(feed, dialect, after, items);
         let Some(last) = items.last().map(|o| o.seq) else {
-            return Ok(Dispatched::default());
+            return Ok(None);
         };
         let plan = store
             .read(move |conn| plan(conn, &index, after, last, items, now))
             .await?;
-        let (n_items, n_runs) = (plan.items, plan.runs.len());
-        let now_us = to_micros(now);
         let lease = self
             .handoff
             .as_ref()
             .map(|(o, l)| (o.clone(), to_micros(now + *l)));
-        let moved = store
-            .write(move |ctx| {
-                if !runs::advance_cursor(ctx.conn, feed, plan.from, plan.to, now_us)? {
-                    return Err(StoreError::Conflict(format!(
-                        "the {feed} cursor moved under us"
-                    )));
-                }
-                let l = lease.as_ref().map(|(o, u)| (o.as_str(), *u));
-                runs::insert_runs_leased(ctx.conn, &plan.runs, l)?;
-                Ok(lease.map(|(o, _)| {
-                    plan.runs
-                        .iter()
-                        .map(|r| r.leased_row(&o))
-                        .collect::<Vec<_>>()
-                }))
-            })
-            .await;
-        match moved {
-            Ok(handed) => {
-                if let (Some(rows), Ok(mut ready)) = (handed, self.ready.lock()) {
-                    ready.extend(rows);
-                }
-                Ok(Dispatched {
-                    items: n_items,
-                    runs: n_runs,
-                })
-            }
-            // Another dispatcher took this batch; ours is discarded whole.
-            Err(StoreError::Conflict(_)) => Ok(Dispatched::default()),
-            Err(e) => Err(e.into()),
-        }
+        Ok(Some(Planned {
+            feed,
+            plan,
+            lease,
+            now_us: to_micros(now),
+        }))
     }
 
     /// On PostgreSQL, stop before a hole in `seq` that is younger than

@@ -72,6 +72,8 @@ pub struct Executor {
     ready: Mutex<Vec<deliveries::Claimed>>,
     worker: String,
     claims: AtomicU64,
+    /// Runs advanced since start (all passes, all lanes).
+    advanced_total: AtomicU64,
     defs: Mutex<HashMap<(String, i64), Arc<Compiled>>>,
     batch: usize,
     lease: Duration,
@@ -125,6 +127,7 @@ impl Executor {
             ready: Mutex::new(Vec::new()),
             worker,
             claims: AtomicU64::new(0),
+            advanced_total: AtomicU64::new(0),
             defs: Mutex::new(HashMap::new()),
             batch,
             lease,
@@ -144,6 +147,11 @@ impl Executor {
             .lock()
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default()
+    }
+
+    /// Runs advanced by this executor since it started.
+    pub fn advanced_total(&self) -> u64 {
+        self.advanced_total.load(Ordering::Relaxed)
     }
 
     /// Leases up to a batch of due runs. Public so tests can simulate a
@@ -178,7 +186,36 @@ impl Executor {
         claimed: Claimed,
         now: DateTime<Utc>,
     ) -> Result<Executed, EngineError> {
+        let prepared = self.prepare(store, claimed, now).await?;
+        let written = store.write(move |ctx| prepared.write(ctx)).await?;
+        Ok(self.written(written))
+    }
+
+    /// Reads what the runs need and advances them in memory; nothing is
+    /// written until [`Prepared::write`], which may share a transaction
+    /// with other work (dispatch writes the runs it created and their
+    /// first steps in one).
+    pub async fn prepare(
+        &self,
+        store: &Store,
+        claimed: Claimed,
+        now: DateTime<Utc>,
+    ) -> Result<Prepared, EngineError> {
         let n = claimed.runs.len();
+        let handoff = self
+            .handoff
+            .as_ref()
+            .map(|h| (h.owner.clone(), to_micros(now + h.lease)));
+        if n == 0 {
+            return Ok(Prepared {
+                owner: claimed.owner,
+                claimed: 0,
+                writes: Vec::new(),
+                orphans: Vec::new(),
+                handoff,
+                now,
+            });
+        }
         let cached: HashMap<(String, i64), Arc<Compiled>> =
             self.defs.lock().map(|m| m.clone()).unwrap_or_default();
         let mut missing: Vec<(String, i64)> = claimed
@@ -257,28 +294,66 @@ impl Executor {
                 None => orphans.push(row.id),
             }
         }
-        let owner = claimed.owner;
-        let handoff = self
-            .handoff
-            .as_ref()
-            .map(|h| (h.owner.clone(), to_micros(now + h.lease)));
-        let (advanced, lost, handed) = store
-            .write(move |ctx| {
-                for id in &orphans {
-                    runs::release_lease(ctx.conn, id, &owner)?;
-                }
-                write_batch(ctx, writes, handoff, now)
-            })
-            .await?;
-        if !handed.is_empty() {
+        Ok(Prepared {
+            owner: claimed.owner,
+            claimed: n,
+            writes,
+            orphans,
+            handoff,
+            now,
+        })
+    }
+
+    /// Counts a written batch and keeps its deliveries for
+    /// [`Executor::take_ready`].
+    pub fn written(&self, w: Written) -> Executed {
+        self.advanced_total
+            .fetch_add(w.advanced as u64, Ordering::Relaxed);
+        if !w.handed.is_empty() {
             if let Ok(mut r) = self.ready.lock() {
-                r.extend(handed);
+                r.extend(w.handed);
             }
         }
-        Ok(Executed {
-            claimed: n,
+        Executed {
+            claimed: w.claimed,
+            advanced: w.advanced,
+            lost: w.lost,
+        }
+    }
+}
+
+/// A batch advanced in memory, to be written in one transaction.
+#[derive(Debug)]
+pub struct Prepared {
+    owner: String,
+    claimed: usize,
+    writes: Vec<RunWrite>,
+    orphans: Vec<String>,
+    handoff: Option<(String, i64)>,
+    now: DateTime<Utc>,
+}
+
+/// What [`Prepared::write`] wrote.
+#[derive(Debug)]
+pub struct Written {
+    claimed: usize,
+    advanced: usize,
+    lost: usize,
+    handed: Vec<deliveries::Claimed>,
+}
+
+impl Prepared {
+    /// Writes the batch (call inside a store write job).
+    pub fn write(self, ctx: &mut WriteCtx<'_>) -> Result<Written, StoreError> {
+        for id in &self.orphans {
+            runs::release_lease(ctx.conn, id, &self.owner)?;
+        }
+        let (advanced, lost, handed) = write_batch(ctx, self.writes, self.handoff, self.now)?;
+        Ok(Written {
+            claimed: self.claimed,
             advanced,
             lost,
+            handed,
         })
     }
 }
@@ -453,6 +528,10 @@ fn step_run(
                         last_error: None,
                         now: now_us,
                         lease: None,
+                        finishes_run: c
+                            .def
+                            .action(&action_id)
+                            .is_some_and(|a| a.links.next.is_none()),
                     };
                     match rendered {
                         Ok(r) => {

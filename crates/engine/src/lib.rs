@@ -39,6 +39,8 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// How long the background loop waits when there was nothing to do.
     pub poll: std::time::Duration,
+    /// Concurrent loops claiming due runs in `serve`.
+    pub run_lanes: usize,
     pub delivery: DeliveryConfig,
 }
 
@@ -54,6 +56,7 @@ impl Default for EngineConfig {
             batch: 1000,
             lease: Duration::seconds(60),
             poll: std::time::Duration::from_millis(100),
+            run_lanes: 2,
         }
     }
 }
@@ -97,6 +100,8 @@ pub struct Engine {
     pub executor: executor::Executor,
     pub deliverer: Arc<Deliverer>,
     wake: Notify,
+    runs_wake: Notify,
+    audiences_wake: Notify,
 }
 
 /// Upper bound on ticks in [`Engine::run_until_idle`], so a flow that
@@ -129,6 +134,8 @@ impl Engine {
             clock,
             config,
             wake: Notify::new(),
+            runs_wake: Notify::new(),
+            audiences_wake: Notify::new(),
         })
     }
 
@@ -136,39 +143,66 @@ impl Engine {
         &self.store
     }
 
-    /// Dispatch and execution: one batch of each. Deliveries the batch
-    /// wrote go to the deliverer at once, already leased.
-    async fn work(&self) -> Result<Tick, EngineError> {
+    /// Dispatch and the runs it created, advanced at once: the latency
+    /// path from an event to its first step. Per feed batch one
+    /// transaction holds the cursor move, the new runs and their first
+    /// steps and effects (deliveries go to the deliverer after it commits).
+    async fn triggers(&self) -> Result<Tick, EngineError> {
         self.dispatcher.refresh(&self.store).await?;
-        let dispatched = self.dispatcher.pass(&self.store, self.clock.now()).await?;
-        let mut executed = executor::Executed::default();
-        let fresh = self.dispatcher.take_ready();
-        if !fresh.is_empty() {
-            // Runs dispatch just created, already leased to us: no claim.
+        let mut t = Tick::default();
+        for source in 0..self.dispatcher.sources() {
+            let now = self.clock.now();
+            let Some(planned) = self
+                .dispatcher
+                .plan_source(&self.store, source, now)
+                .await?
+            else {
+                continue;
+            };
+            let done = planned.dispatched();
             let claimed = executor::Claimed {
                 owner: format!("{}:handoff", self.config.worker_id),
-                runs: fresh,
+                runs: planned.leased_rows(),
             };
-            executed = self
-                .executor
-                .process(&self.store, claimed, self.clock.now())
-                .await?;
-            self.hand_deliveries();
+            let prepared = self.executor.prepare(&self.store, claimed, now).await?;
+            let written = self
+                .store
+                .write(move |ctx| {
+                    planned.commit(ctx)?;
+                    prepared.write(ctx)
+                })
+                .await;
+            match written {
+                Ok(w) => {
+                    let x = self.executor.written(w);
+                    t.executed.claimed += x.claimed;
+                    t.executed.advanced += x.advanced;
+                    t.executed.lost += x.lost;
+                    t.dispatched.items += done.items;
+                    t.dispatched.runs += done.runs;
+                    self.hand_deliveries();
+                }
+                // Another dispatcher took this batch; ours is discarded whole.
+                Err(outflow_store::StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        Ok(t)
+    }
+
+    /// Dispatch, audiences and one batch of due runs, in that order (what
+    /// the background loops do concurrently, done once in series).
+    async fn work(&self) -> Result<Tick, EngineError> {
+        let mut t = self.triggers().await?;
         // After dispatch, so audience work never delays an event's trigger;
         // segment joins it records are dispatched on the next tick.
-        let audiences = self.audiences.pass(&self.store, self.clock.now()).await?;
+        t.audiences = self.audiences.pass(&self.store, self.clock.now()).await?;
         let e = self.executor.pass(&self.store, self.clock.now()).await?;
         self.hand_deliveries();
-        executed.claimed += e.claimed;
-        executed.advanced += e.advanced;
-        executed.lost += e.lost;
-        Ok(Tick {
-            audiences,
-            dispatched,
-            executed,
-            delivered: 0,
-        })
+        t.executed.claimed += e.claimed;
+        t.executed.advanced += e.advanced;
+        t.executed.lost += e.lost;
+        Ok(t)
     }
 
     /// Deliveries the executor wrote go to the deliverer at once, already
@@ -205,51 +239,148 @@ impl Engine {
         Ok(total)
     }
 
-    /// Wakes the background loop early (new events, joins, flow changes).
+    /// Wakes the background loops early (new events, joins, flow changes).
     pub fn notify(&self) {
         self.wake.notify_one();
+        self.audiences_wake.notify_one();
     }
 
-    /// Starts the background loop: a pass, then — if it found nothing — a
-    /// wait for [`Engine::notify`] or the poll interval.
+    /// Starts the background loops, each a pass and — if it found nothing
+    /// — a wait for its wake-up or the poll interval:
+    /// - triggers: dispatch new feed items and advance the runs it created
+    ///   (the latency path from an event to its first step);
+    /// - runs: `run_lanes` loops claiming due runs, so one lane's reads
+    ///   and computing overlap another's commit;
+    /// - audiences: segment membership, date and price-drop work;
+    /// - delivery (the deliverer's own loops).
+    ///
+    /// Every loop commits through the store's one writer, so their
+    /// transactions share group commits instead of waiting on each other.
     pub fn spawn(self: Arc<Self>) -> Worker {
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let delivery = self.deliverer.clone().spawn(self.config.poll);
-        let engine = self;
-        let task = tokio::spawn(async move {
-            loop {
-                if *stopped.borrow() {
-                    break;
-                }
-                let busy = match engine.work().await {
-                    Ok(t) => !t.is_idle(),
-                    Err(e) => {
-                        tracing::error!(error = %e, "engine pass failed");
-                        false
+        let mut tasks = Vec::new();
+        let e = self.clone();
+        tasks.push(background(
+            stopped.clone(),
+            self.config.poll,
+            move || {
+                let e = e.clone();
+                async move {
+                    let t = e.triggers().await?;
+                    if t.executed.claimed > 0 {
+                        e.runs_wake.notify_one();
                     }
-                };
-                if busy {
-                    continue;
+                    Ok(t.dispatched.items > 0)
                 }
-                tokio::select! {
-                    _ = engine.wake.notified() => {}
-                    _ = engine.deliverer.runs_due.notified() => {}
-                    _ = tokio::time::sleep(engine.config.poll) => {}
-                    _ = stopped.changed() => break,
+            },
+            {
+                let e = self.clone();
+                move || {
+                    let e = e.clone();
+                    async move { e.wake.notified().await }
                 }
-            }
-        });
+            },
+        ));
+        for _ in 0..self.config.run_lanes.max(1) {
+            let e = self.clone();
+            tasks.push(background(
+                stopped.clone(),
+                self.config.poll,
+                move || {
+                    let e = e.clone();
+                    async move {
+                        let x = e.executor.pass(&e.store, e.clock.now()).await?;
+                        e.hand_deliveries();
+                        Ok(x.claimed > 0)
+                    }
+                },
+                {
+                    let e = self.clone();
+                    move || {
+                        let e = e.clone();
+                        async move {
+                            tokio::select! {
+                                _ = e.runs_wake.notified() => {}
+                                _ = e.deliverer.runs_due.notified() => {}
+                            }
+                        }
+                    }
+                },
+            ));
+        }
+        let e = self.clone();
+        tasks.push(background(
+            stopped.clone(),
+            self.config.poll,
+            move || {
+                let e = e.clone();
+                async move {
+                    let w = e.audiences.pass(&e.store, e.clock.now()).await?;
+                    if !w.is_idle() {
+                        // Segment joins and price drops it recorded are feed items.
+                        e.wake.notify_one();
+                    }
+                    Ok(!w.is_idle())
+                }
+            },
+            {
+                let e = self.clone();
+                move || {
+                    let e = e.clone();
+                    async move { e.audiences_wake.notified().await }
+                }
+            },
+        ));
         Worker {
-            task,
+            tasks,
             stop,
             delivery,
         }
     }
 }
 
+/// One background loop: `pass` until it finds nothing, then wait for
+/// `woken`, the poll interval or the stop signal.
+fn background<P, PF, W, WF>(
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    poll: std::time::Duration,
+    pass: P,
+    woken: W,
+) -> tokio::task::JoinHandle<()>
+where
+    P: Fn() -> PF + Send + 'static,
+    PF: std::future::Future<Output = Result<bool, EngineError>> + Send,
+    W: Fn() -> WF + Send + 'static,
+    WF: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            if *stopped.borrow() {
+                break;
+            }
+            let busy = match pass().await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "engine pass failed");
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                _ = woken() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = stopped.changed() => break,
+            }
+        }
+    })
+}
+
 /// The running background loop.
 pub struct Worker {
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
     delivery: outflow_delivery::DeliveryTasks,
 }
@@ -258,7 +389,9 @@ impl Worker {
     /// Lets the current pass finish (its batch commits), then stops.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
         self.delivery.stop().await;
     }
 }

@@ -394,7 +394,82 @@ async fn manual_retry_and_replay(backend: &str) {
     assert_eq!(n, 0);
 }
 
+/// A webhook that is its flow's last action: the recorder ends the run in
+/// the delivery's transaction (first attempts handed over in memory); a
+/// retried delivery, claimed from the table, goes back through the engine.
+/// Both leave the same history.
+async fn last_webhook_ends_the_run_either_way(backend: &str) {
+    let e = env(backend).await;
+    let rx = scripted(vec![
+        Reply::status(200),
+        Reply::status(400),
+        Reply::status(503),
+        Reply::status(200),
+    ])
+    .await;
+    let l = e.list("L").await;
+    let f = e
+        .flow(
+            "live",
+            ("list", &l),
+            json!({"triggers": [{"type": "list", "id": l}],
+            "actions": [{"id": "1", "type": "send-webhook", "links": {"next": null},
+                         "data": {"status": "live", "message": {"url": rx.url, "body": "{}"}}}],
+            "entry_action_id": "1"}),
+        )
+        .await;
+    let mut history = Vec::new();
+    for (i, email) in ["ok@x.io", "bad@x.io", "retry@x.io"].iter().enumerate() {
+        enter(&e, &l, email).await;
+        e.settle().await;
+        if i == 2 {
+            let t = e.settle().await;
+            assert_eq!(t.executed.claimed, 0, "waits for the retry");
+            e.clock.advance(Duration::seconds(7));
+            e.settle().await;
+        }
+        let runs = e.runs_of_flow(&f).await;
+        assert_eq!(runs.len(), i + 1);
+        let run = runs
+            .iter()
+            .find(|r| history.iter().all(|(id, _)| id != &r.id))
+            .expect("the new run")
+            .clone();
+        assert_eq!(run.state, "done", "{email}");
+        assert_eq!(run.current_action, None);
+        assert_eq!(run.due, None);
+        assert_eq!(run.lease_owner, None);
+        let steps: Vec<(String, String)> = e
+            .steps(&run.id)
+            .await
+            .into_iter()
+            .map(|(a, o, _)| (a, o))
+            .collect();
+        assert_eq!(run.step_count as usize, steps.len());
+        history.push((run.id, steps));
+    }
+    let outcome = |o: &str| {
+        vec![
+            ("1".to_owned(), "executed".to_owned()),
+            ("1".to_owned(), o.to_owned()),
+        ]
+    };
+    assert_eq!(history[0].1, outcome("delivered"), "ended by the recorder");
+    assert_eq!(
+        history[1].1,
+        outcome("delivery skipped"),
+        "ended by the recorder"
+    );
+    assert_eq!(
+        history[2].1,
+        outcome("delivered"),
+        "ended by the engine after a retry"
+    );
+    assert_eq!(rx.seen().len(), 4);
+}
+
 on_both!(
+    last_webhook_ends_the_run_either_way,
     success_is_signed_and_logged,
     retried_with_same_id_and_fresh_timestamp,
     retry_after_is_honoured,

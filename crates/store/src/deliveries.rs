@@ -41,6 +41,11 @@ pub struct NewDelivery {
     /// Inserted already leased (owner, until): the step hands the delivery
     /// to this process's worker in memory, with no claim round trip.
     pub lease: Option<(String, i64)>,
+    /// The webhook is its run's last action: once the delivery succeeds or
+    /// is skipped, the recorder ends the run in the same transaction
+    /// instead of handing it back to the engine. Not stored: a delivery
+    /// claimed from the table takes the engine's path.
+    pub finishes_run: bool,
 }
 
 impl NewDelivery {
@@ -65,6 +70,7 @@ impl NewDelivery {
             attempts: 0,
             retry_base: 0,
             disabled: None,
+            finishes_run: self.finishes_run,
         }
     }
 }
@@ -122,6 +128,8 @@ pub struct Claimed {
     pub retry_base: i64,
     /// Why the destination is disabled (a 410), if it is.
     pub disabled: Option<String>,
+    /// See [`NewDelivery::finishes_run`].
+    pub finishes_run: bool,
 }
 
 const CLAIM_COLUMNS: &str =
@@ -148,6 +156,7 @@ fn claimed_from_row(r: &Row) -> Result<Claimed, StoreError> {
         response_map,
         attempts: r.int(11)?,
         retry_base: r.int(12)?,
+        finishes_run: false,
         disabled: None,
     })
 }
@@ -330,7 +339,23 @@ pub fn record(ctx: &mut WriteCtx<'_>, batch: &[Recorded], now: i64) -> Result<us
             Next::Final { .. } | Next::Gone { .. } => input::SKIPPED,
             Next::Retry { .. } | Next::Defer { .. } => continue,
         };
-        crate::runs::deliver_input(ctx.conn, &d.run_id, &d.action_id, run_input, now)?;
+        if d.finishes_run {
+            let outcome = if run_input == input::DELIVERED {
+                "delivered"
+            } else {
+                "delivery skipped"
+            };
+            crate::runs::finish_after_delivery(
+                ctx.conn,
+                &d.run_id,
+                &d.action_id,
+                outcome,
+                &r.owner,
+                now,
+            )?;
+        } else {
+            crate::runs::deliver_input(ctx.conn, &d.run_id, &d.action_id, run_input, now)?;
+        }
     }
     Ok(written)
 }

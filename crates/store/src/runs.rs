@@ -468,6 +468,35 @@ pub fn deliver_input(
     )?)
 }
 
+/// Ends a run whose last action was the webhook just delivered or skipped
+/// (what the engine would do on that input): one step row and the run
+/// done, no claim. A run that moved on meanwhile is left alone.
+pub fn finish_after_delivery(
+    conn: &mut dyn Conn,
+    run_id: &str,
+    action_id: &str,
+    outcome: &str,
+    worker: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let n = conn.query_opt(
+        "UPDATE runs SET state = 'done', current_action = NULL, active = 0, due = NULL, \
+         input = NULL, lease_owner = NULL, lease_until = NULL, last_worker = $3, \
+         step_count = step_count + 1, updated = $4 \
+         WHERE id = $1 AND current_action = $2 AND state = 'awaiting-delivery' \
+         RETURNING step_count - 1",
+        params![run_id, action_id, worker, now],
+    )?;
+    let Some(row) = n else { return Ok(false) };
+    let n = row.int(0)?;
+    conn.execute(
+        "INSERT INTO run_steps (run_id, n, action_id, outcome, at, detail) \
+         VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (run_id, n) DO NOTHING",
+        params![run_id, n, action_id, outcome, now],
+    )?;
+    Ok(true)
+}
+
 /// The feed position trigger dispatch has reached.
 pub fn cursor(conn: &mut dyn Conn, feed: &str) -> Result<i64, StoreError> {
     Ok(conn
