@@ -30,9 +30,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A flow version as the executor uses it: parsed once, cached for good
-/// (versions are immutable).
+/// A flow version as the executor uses it: parsed once, cached until the
+/// flow's `updated` moves (a status change rewrites the action statuses of
+/// every version in place; the rest of a version never changes).
 struct Compiled {
+    /// The flow's `updated` read before this version was.
+    stamp: i64,
     def: FlowDefinition,
     queries: Vec<MetricQuery>,
     /// Each send-webhook action's templates, compiled once.
@@ -40,7 +43,7 @@ struct Compiled {
 }
 
 impl Compiled {
-    fn new(def: FlowDefinition) -> Self {
+    fn new(def: FlowDefinition, stamp: i64) -> Self {
         let webhooks = def
             .actions
             .iter()
@@ -52,6 +55,7 @@ impl Compiled {
             })
             .collect();
         Self {
+            stamp,
             queries: def.required_metric_queries(),
             def,
             webhooks,
@@ -181,14 +185,18 @@ impl Executor {
         let n = claimed.runs.len();
         let cached: HashMap<(String, i64), Arc<Compiled>> =
             self.defs.lock().map(|m| m.clone()).unwrap_or_default();
-        let mut missing: Vec<(String, i64)> = claimed
+        // Each version the runs need, with the stamp of its cached copy.
+        let mut wanted: Vec<((String, i64), Option<i64>)> = claimed
             .runs
             .iter()
             .map(|r| (r.flow_id.clone(), r.flow_version))
-            .filter(|k| !cached.contains_key(k))
+            .map(|k| {
+                let stamp = cached.get(&k).map(|c| c.stamp);
+                (k, stamp)
+            })
             .collect();
-        missing.sort();
-        missing.dedup();
+        wanted.sort();
+        wanted.dedup();
         let mut flow_ids: Vec<String> = claimed.runs.iter().map(|r| r.flow_id.clone()).collect();
         flow_ids.sort();
         flow_ids.dedup();
@@ -207,11 +215,17 @@ impl Executor {
         let (fresh, statuses, facts, orgs) = store
             .read(move |conn| {
                 let mut fresh = HashMap::new();
-                for (flow, version) in missing {
+                // Stamps first: a version read after its stamp is never older.
+                let statuses = load_statuses(conn, &flow_ids)?;
+                for ((flow, version), had) in wanted {
+                    let stamp = statuses.get(&flow).map(|s| s.1);
+                    if had.is_some() && (stamp.is_none() || had == stamp) {
+                        continue;
+                    }
                     if let Some(json) = outflow_store::flows::version(conn, &flow, version)? {
                         match FlowDefinition::parse(json, "") {
                             Ok(def) => {
-                                let c = Compiled::new(def);
+                                let c = Compiled::new(def, stamp.unwrap_or(0));
                                 for q in &c.queries {
                                     if !queries.contains(q) {
                                         queries.push(q.clone());
@@ -225,7 +239,6 @@ impl Executor {
                         }
                     }
                 }
-                let statuses = load_statuses(conn, &flow_ids)?;
                 let facts = Loaded::load(conn, &profile_ids, &queries)?;
                 let mut orgs = HashMap::new();
                 for a in accounts {
@@ -249,8 +262,7 @@ impl Executor {
                 Some(c) => {
                     let status = statuses
                         .get(&row.flow_id)
-                        .copied()
-                        .unwrap_or(FlowStatus::Draft);
+                        .map_or(FlowStatus::Draft, |s| s.0);
                     let org = orgs.get(&row.account_id).unwrap_or(&Value::Null);
                     writes.push(step_run(row, &claimed.owner, c, status, &facts, org, now));
                 }
@@ -283,21 +295,22 @@ impl Executor {
     }
 }
 
+/// Each flow's status and `updated` (the stamp of its cached versions).
 fn load_statuses(
     conn: &mut dyn Conn,
     flow_ids: &[String],
-) -> Result<HashMap<String, FlowStatus>, StoreError> {
+) -> Result<HashMap<String, (FlowStatus, i64)>, StoreError> {
     let mut out = HashMap::new();
     for chunk in flow_ids.chunks(500) {
         let (list, n) = in_list(1, chunk.len());
-        let sql = format!("SELECT id, status, archived FROM flows WHERE id IN ({list})");
+        let sql = format!("SELECT id, status, archived, updated FROM flows WHERE id IN ({list})");
         for r in conn.query(&sql, &padded(chunk, n))? {
             let status = if r.bool(2)? {
                 FlowStatus::Draft
             } else {
                 flow_status(&r.text(1)?)
             };
-            out.insert(r.text(0)?, status);
+            out.insert(r.text(0)?, (status, r.int(3)?));
         }
     }
     Ok(out)
