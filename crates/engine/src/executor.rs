@@ -185,18 +185,26 @@ impl Executor {
         let n = claimed.runs.len();
         let cached: HashMap<(String, i64), Arc<Compiled>> =
             self.defs.lock().map(|m| m.clone()).unwrap_or_default();
-        // Each version the runs need, with the stamp of its cached copy.
-        let mut wanted: Vec<((String, i64), Option<i64>)> = claimed
+        let mut missing: Vec<(String, i64)> = claimed
             .runs
             .iter()
             .map(|r| (r.flow_id.clone(), r.flow_version))
-            .map(|k| {
-                let stamp = cached.get(&k).map(|c| c.stamp);
-                (k, stamp)
+            .filter(|k| !cached.contains_key(k))
+            .collect();
+        missing.sort();
+        missing.dedup();
+        // Cached versions with their stamps: reloaded below if the flow's
+        // `updated` has moved since.
+        let mut stamped: Vec<((String, i64), i64)> = claimed
+            .runs
+            .iter()
+            .filter_map(|r| {
+                let k = (r.flow_id.clone(), r.flow_version);
+                cached.get(&k).map(|c| (k, c.stamp))
             })
             .collect();
-        wanted.sort();
-        wanted.dedup();
+        stamped.sort();
+        stamped.dedup();
         let mut flow_ids: Vec<String> = claimed.runs.iter().map(|r| r.flow_id.clone()).collect();
         flow_ids.sort();
         flow_ids.dedup();
@@ -217,15 +225,16 @@ impl Executor {
                 let mut fresh = HashMap::new();
                 // Stamps first: a version read after its stamp is never older.
                 let statuses = load_statuses(conn, &flow_ids)?;
-                for ((flow, version), had) in wanted {
-                    let stamp = statuses.get(&flow).map(|s| s.1);
-                    if had.is_some() && (stamp.is_none() || had == stamp) {
-                        continue;
-                    }
+                let stale = stamped
+                    .into_iter()
+                    .filter(|((f, _), had)| statuses.get(f).is_some_and(|s| s.1 != *had))
+                    .map(|(k, _)| k);
+                for (flow, version) in missing.into_iter().chain(stale) {
+                    let stamp = statuses.get(&flow).map_or(0, |s| s.1);
                     if let Some(json) = outflow_store::flows::version(conn, &flow, version)? {
                         match FlowDefinition::parse(json, "") {
                             Ok(def) => {
-                                let c = Compiled::new(def, stamp.unwrap_or(0));
+                                let c = Compiled::new(def, stamp);
                                 for q in &c.queries {
                                     if !queries.contains(q) {
                                         queries.push(q.clone());
