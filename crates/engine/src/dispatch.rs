@@ -5,6 +5,11 @@
 //! so two dispatchers (two processes on one PostgreSQL) never both create
 //! runs for the same items.
 //!
+//! Items recorded before a flow went live (or manual) never start it: each
+//! listening flow carries `flows.went_live_seq`, the head of its trigger's
+//! feed when it went live, and items at or below it are passed over for
+//! that flow even when the cursor was still behind them (a backlog).
+//!
 //! New kinds of trigger (segment, date, price drop) plug in as another
 //! [`TriggerSource`].
 
@@ -158,6 +163,10 @@ pub struct Listening {
     pub account_id: String,
     pub status: FlowStatus,
     pub version: i64,
+    /// Items at or below this `seq` of the trigger's feed were recorded
+    /// before the flow went live (or manual): they never start it, however
+    /// far behind the feed's cursor was when it went live.
+    pub went_live_seq: i64,
     pub def: Arc<FlowDefinition>,
     pub queries: Vec<MetricQuery>,
 }
@@ -247,6 +256,7 @@ fn build_index(conn: &mut dyn Conn) -> Result<FlowIndex, StoreError> {
                 account_id: l.account_id,
                 status: flow_status(&l.status),
                 version: l.version,
+                went_live_seq: l.went_live_seq,
                 def: Arc::new(def),
                 queries,
             }));
@@ -555,7 +565,9 @@ fn plan(
             continue;
         }
         for l in index.listeners(&o) {
-            candidates.push((o.clone(), l.clone()));
+            if o.seq > l.went_live_seq {
+                candidates.push((o.clone(), l.clone()));
+            }
         }
     }
     let mut runs_out = Vec::new();

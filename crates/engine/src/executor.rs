@@ -30,9 +30,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A flow version as the executor uses it: parsed once, cached for good
-/// (versions are immutable).
+/// A flow version as the executor uses it: parsed once, cached until the
+/// flow's `updated` moves (a status change rewrites the action statuses of
+/// every version in place; the rest of a version never changes).
 struct Compiled {
+    /// The flow's `updated` read before this version was.
+    stamp: i64,
     def: FlowDefinition,
     queries: Vec<MetricQuery>,
     /// Each send-webhook action's templates, compiled once.
@@ -40,7 +43,7 @@ struct Compiled {
 }
 
 impl Compiled {
-    fn new(def: FlowDefinition) -> Self {
+    fn new(def: FlowDefinition, stamp: i64) -> Self {
         let webhooks = def
             .actions
             .iter()
@@ -52,6 +55,7 @@ impl Compiled {
             })
             .collect();
         Self {
+            stamp,
             queries: def.required_metric_queries(),
             def,
             webhooks,
@@ -226,6 +230,18 @@ impl Executor {
             .collect();
         missing.sort();
         missing.dedup();
+        // Cached versions with their stamps: reloaded below if the flow's
+        // `updated` has moved since.
+        let mut stamped: Vec<((String, i64), i64)> = claimed
+            .runs
+            .iter()
+            .filter_map(|r| {
+                let k = (r.flow_id.clone(), r.flow_version);
+                cached.get(&k).map(|c| (k, c.stamp))
+            })
+            .collect();
+        stamped.sort();
+        stamped.dedup();
         let mut flow_ids: Vec<String> = claimed.runs.iter().map(|r| r.flow_id.clone()).collect();
         flow_ids.sort();
         flow_ids.dedup();
@@ -244,11 +260,18 @@ impl Executor {
         let (fresh, statuses, facts, orgs) = store
             .read(move |conn| {
                 let mut fresh = HashMap::new();
-                for (flow, version) in missing {
+                // Stamps first: a version read after its stamp is never older.
+                let statuses = load_statuses(conn, &flow_ids)?;
+                let stale = stamped
+                    .into_iter()
+                    .filter(|((f, _), had)| statuses.get(f).is_some_and(|s| s.1 != *had))
+                    .map(|(k, _)| k);
+                for (flow, version) in missing.into_iter().chain(stale) {
+                    let stamp = statuses.get(&flow).map_or(0, |s| s.1);
                     if let Some(json) = outflow_store::flows::version(conn, &flow, version)? {
                         match FlowDefinition::parse(json, "") {
                             Ok(def) => {
-                                let c = Compiled::new(def);
+                                let c = Compiled::new(def, stamp);
                                 for q in &c.queries {
                                     if !queries.contains(q) {
                                         queries.push(q.clone());
@@ -262,7 +285,6 @@ impl Executor {
                         }
                     }
                 }
-                let statuses = load_statuses(conn, &flow_ids)?;
                 let facts = Loaded::load(conn, &profile_ids, &queries)?;
                 let mut orgs = HashMap::new();
                 for a in accounts {
@@ -286,8 +308,7 @@ impl Executor {
                 Some(c) => {
                     let status = statuses
                         .get(&row.flow_id)
-                        .copied()
-                        .unwrap_or(FlowStatus::Draft);
+                        .map_or(FlowStatus::Draft, |s| s.0);
                     let org = orgs.get(&row.account_id).unwrap_or(&Value::Null);
                     writes.push(step_run(row, &claimed.owner, c, status, &facts, org, now));
                 }
@@ -358,21 +379,22 @@ impl Prepared {
     }
 }
 
+/// Each flow's status and `updated` (the stamp of its cached versions).
 fn load_statuses(
     conn: &mut dyn Conn,
     flow_ids: &[String],
-) -> Result<HashMap<String, FlowStatus>, StoreError> {
+) -> Result<HashMap<String, (FlowStatus, i64)>, StoreError> {
     let mut out = HashMap::new();
     for chunk in flow_ids.chunks(500) {
         let (list, n) = in_list(1, chunk.len());
-        let sql = format!("SELECT id, status, archived FROM flows WHERE id IN ({list})");
+        let sql = format!("SELECT id, status, archived, updated FROM flows WHERE id IN ({list})");
         for r in conn.query(&sql, &padded(chunk, n))? {
             let status = if r.bool(2)? {
                 FlowStatus::Draft
             } else {
                 flow_status(&r.text(1)?)
             };
-            out.insert(r.text(0)?, status);
+            out.insert(r.text(0)?, (status, r.int(3)?));
         }
     }
     Ok(out)

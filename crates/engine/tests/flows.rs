@@ -5,6 +5,8 @@ mod common;
 
 use chrono::Duration;
 use common::{env, receiver};
+use outflow_core::flow::FlowDefinition;
+use outflow_store::flows::{self, FlowChange};
 use outflow_store::runs;
 use serde_json::{json, Value};
 
@@ -386,7 +388,242 @@ async fn update_profile_then_repeated_event_attributes(backend: &str) {
     assert_eq!(e.properties(&p).await["tier"], "a");
 }
 
+/// Creates a flow through the store, as the API does (actions get ids).
+async fn create_flow(e: &common::Env, status: &str, def: Value) -> (String, Value) {
+    let (acc, status, now) = (e.account.clone(), status.to_owned(), e.now());
+    let (flow, stored) = e
+        .store
+        .write(move |ctx| {
+            let def = FlowDefinition::parse(def, "")
+                .map_err(|errs| outflow_store::StoreError::Invalid(format!("{errs:?}")))?;
+            flows::create(ctx, &acc, "test flow", &status, def, now)
+        })
+        .await
+        .expect("create")
+        .expect("no ids given");
+    (flow.id, stored)
+}
+
+/// `PATCH /api/flows/{id}` through the store: a status and/or a definition.
+async fn change(
+    e: &common::Env,
+    fid: &str,
+    status: Option<&str>,
+    def: Option<Value>,
+) -> (flows::Flow, Value) {
+    let (acc, fid, now) = (e.account.clone(), fid.to_owned(), e.now());
+    let status = status.map(str::to_owned);
+    e.store
+        .write(move |ctx| {
+            let definition = match def {
+                Some(d) => Some(
+                    FlowDefinition::parse(d, "")
+                        .map_err(|errs| outflow_store::StoreError::Invalid(format!("{errs:?}")))?,
+                ),
+                None => None,
+            };
+            let change = FlowChange {
+                status,
+                definition,
+                ..FlowChange::default()
+            };
+            flows::update(ctx, &acc, &fid, change, now)
+        })
+        .await
+        .expect("update")
+        .expect("known ids")
+}
+
+/// The status of the action at `index` in every stored version, oldest first.
+async fn statuses_in_versions(e: &common::Env, fid: &str, index: usize) -> Vec<Value> {
+    let fid = fid.to_owned();
+    e.store
+        .read(move |c| flows::versions(c, &fid))
+        .await
+        .expect("versions")
+        .into_iter()
+        .map(|(_, d, _)| d["actions"][index]["data"]["status"].clone())
+        .collect()
+}
+
+fn marking(key: &str) -> Value {
+    json!({"temporary_id": "mark", "type": "update-profile", "links": {"next": null},
+           "data": {"status": "draft", "profile_operations": [
+               {"operator": "update", "property_type": "string", "property_key": key, "property_value": "yes"}]}})
+}
+
+/// A flow's status is also every action's status, in every version: runs
+/// already waiting on an older version follow it.
+async fn flow_status_sets_every_action_for_waiting_runs(backend: &str) {
+    let e = env(backend).await;
+    let m = e.metric("Viewed").await;
+    let def = json!({"triggers": [{"type": "metric", "id": m}],
+        "actions": [{"temporary_id": "wait", "type": "time-delay", "links": {"next": "mark"},
+                     "data": {"unit": "hours", "value": 1, "timezone": "UTC"}},
+                    marking("sent")],
+        "entry_action_id": "wait"});
+    // Klaviyo's default action status is draft; the flow's status overrides it.
+    let (f, _) = create_flow(&e, "draft", def).await;
+    let (_, d) = change(&e, &f, Some("manual"), None).await;
+    assert_eq!(d["actions"][1]["data"]["status"], "manual");
+    assert!(
+        d["actions"][0]["data"].get("status").is_none(),
+        "a delay has no status"
+    );
+    let a = e.profile("a@x.io", json!({})).await;
+    e.event(&m, &a, json!({}), false).await;
+    e.settle().await;
+    let runs = e.runs_of_flow(&f).await;
+    assert_eq!(
+        (runs.len(), runs[0].state.as_str(), runs[0].flow_version),
+        (1, "waiting", 1)
+    );
+
+    // A new version while a waits on version 1; then live.
+    let mut v2 = d.clone();
+    v2["actions"][0]["data"]["value"] = json!(2);
+    let (flow, _) = change(&e, &f, None, Some(v2)).await;
+    assert_eq!(flow.version, 2);
+    let (flow, d) = change(&e, &f, Some("live"), None).await;
+    assert_eq!(flow.version, 2, "a status change is not a new version");
+    assert_eq!(d["actions"][1]["data"]["status"], "live");
+    assert_eq!(statuses_in_versions(&e, &f, 1).await, ["live", "live"]);
+    e.clock.advance(Duration::hours(1));
+    e.settle().await;
+    assert_eq!(
+        e.properties(&a).await["sent"],
+        "yes",
+        "the run on version 1 sends once the flow is live"
+    );
+    assert_eq!(e.runs_of_flow(&f).await[0].state, "done");
+
+    // Draft: nobody enters, and runs waiting do not send.
+    let b = e.profile("b@x.io", json!({})).await;
+    e.event(&m, &b, json!({}), false).await;
+    e.settle().await;
+    change(&e, &f, Some("draft"), None).await;
+    assert_eq!(statuses_in_versions(&e, &f, 1).await, ["draft", "draft"]);
+    let c = e.profile("c@x.io", json!({})).await;
+    e.event(&m, &c, json!({}), false).await;
+    e.clock.advance(Duration::hours(2));
+    e.settle().await;
+    assert_eq!(e.properties(&b).await.get("sent"), None);
+    let runs = e.runs_of_flow(&f).await;
+    assert!(
+        runs.iter().all(|r| r.profile_id != c),
+        "nobody enters a draft flow"
+    );
+    let b_run = runs.iter().find(|r| r.profile_id == b).expect("b's run");
+    assert_eq!(b_run.state, "done");
+
+    // Live again, then one action set to manual by a definition edit (what
+    // PATCH /api/flow-actions/{id} does): the run waiting on the older
+    // version waits for review there too.
+    let (_, d) = change(&e, &f, Some("live"), None).await;
+    let g = e.profile("g@x.io", json!({})).await;
+    e.event(&m, &g, json!({}), false).await;
+    e.settle().await;
+    let mut v3 = d.clone();
+    v3["actions"][1]["data"]["status"] = json!("manual");
+    let (flow, d) = change(&e, &f, None, Some(v3)).await;
+    assert_eq!((flow.version, flow.status.as_str()), (3, "live"));
+    assert_eq!(d["actions"][1]["data"]["status"], "manual");
+    assert_eq!(
+        statuses_in_versions(&e, &f, 1).await,
+        ["manual", "manual", "manual"]
+    );
+    e.clock.advance(Duration::hours(2));
+    e.settle().await;
+    let g_run = e
+        .runs_of_flow(&f)
+        .await
+        .into_iter()
+        .find(|r| r.profile_id == g)
+        .expect("g's run");
+    assert_eq!(
+        (g_run.flow_version, g_run.state.as_str()),
+        (2, "needs-review")
+    );
+    assert_eq!(e.properties(&g).await.get("sent"), None);
+}
+
+/// Events and list joins recorded before a flow went live never start it,
+/// even when dispatch had not read them yet (a backlog).
+async fn items_before_going_live_never_start_it(backend: &str) {
+    let e = env(backend).await;
+    let (m, l) = (e.metric("Placed Order").await, e.list("Newsletter").await);
+    let (fm, _) = create_flow(
+        &e,
+        "draft",
+        json!({"triggers": [{"type": "metric", "id": m}], "actions": [marking("metric")],
+               "entry_action_id": "mark"}),
+    )
+    .await;
+    let (fl, _) = create_flow(
+        &e,
+        "draft",
+        json!({"triggers": [{"type": "list", "id": l}], "actions": [marking("list")],
+               "entry_action_id": "mark"}),
+    )
+    .await;
+    // While draft, and with the engine not ticked: its cursors stay behind.
+    let early = e.profile("early@x.io", json!({})).await;
+    e.event(&m, &early, json!({}), false).await;
+    e.join(&l, &early, false).await;
+    let (flow, _) = change(&e, &fm, Some("live"), None).await;
+    let went_live = Some(e.now());
+    assert_eq!(flow.went_live, went_live);
+    assert!(flow.went_live_seq > 0);
+    change(&e, &fl, Some("live"), None).await;
+    let late = e.profile("late@x.io", json!({})).await;
+    e.event(&m, &late, json!({}), false).await;
+    e.join(&l, &late, false).await;
+    let t = e.settle().await;
+    assert_eq!(t.dispatched.items, 4, "every item was read");
+    for f in [&fm, &fl] {
+        let runs = e.runs_of_flow(f).await;
+        assert_eq!(runs.len(), 1, "only the item after going live");
+        assert_eq!(runs[0].profile_id, late);
+    }
+    assert_eq!(e.properties(&early).await, json!({}));
+    assert_eq!(
+        e.properties(&late).await,
+        json!({"metric": "yes", "list": "yes"})
+    );
+
+    // Live → manual is no new moment: an event from while it was live,
+    // not yet dispatched, still starts it.
+    let x = e.profile("x@x.io", json!({})).await;
+    e.event(&m, &x, json!({}), false).await;
+    e.clock.advance(Duration::minutes(1));
+    let (flow, _) = change(&e, &fm, Some("manual"), None).await;
+    assert_eq!(flow.went_live, went_live);
+    e.settle().await;
+    let runs = e.runs_of_flow(&fm).await;
+    let x_run = runs.iter().find(|r| r.profile_id == x).expect("x's run");
+    assert_eq!(x_run.state, "needs-review");
+
+    // Draft, then live again: a new moment.
+    change(&e, &fm, Some("draft"), None).await;
+    let y = e.profile("y@x.io", json!({})).await;
+    e.event(&m, &y, json!({}), false).await;
+    e.clock.advance(Duration::minutes(1));
+    let (flow, _) = change(&e, &fm, Some("live"), None).await;
+    assert_eq!(flow.went_live, Some(e.now()));
+    let z = e.profile("z@x.io", json!({})).await;
+    e.event(&m, &z, json!({}), false).await;
+    e.settle().await;
+    let runs = e.runs_of_flow(&fm).await;
+    assert!(
+        runs.iter().all(|r| r.profile_id != y),
+        "y's event was during draft"
+    );
+    assert!(runs.iter().any(|r| r.profile_id == z));
+}
+
 on_both!(
+    flow_status_sets_every_action_for_waiting_runs,
+    items_before_going_live_never_start_it,
     update_profile_then_repeated_event_attributes,
     metric_trigger,
     list_trigger,

@@ -461,6 +461,147 @@ async fn flow_actions(backend: &str) {
     app.stop().await;
 }
 
+fn status_body(id: &str, status: &str) -> Value {
+    json!({"data": {"type": "flow", "id": id, "attributes": {"status": status}}})
+}
+
+/// The webhook action's status in every stored version, oldest first.
+async fn hook_statuses(app: &App, id: &str) -> Vec<Value> {
+    let store = app.server.as_ref().expect("server").engine.store().clone();
+    let fid = id.to_owned();
+    store
+        .read(move |c| outflow_store::flows::versions(c, &fid))
+        .await
+        .expect("versions")
+        .into_iter()
+        .map(|(_, d, _)| d["actions"][2]["data"]["status"].clone())
+        .collect()
+}
+
+/// `PATCH /api/flows/{id}` with a status sets every action's status too
+/// (Klaviyo: "the status of a flow … and all actions in that flow"), in
+/// every version; `PATCH /api/flow-actions/{id}` still sets one afterwards.
+async fn status_sets_every_action(backend: &str) {
+    let app = start(backend).await;
+    app.enrol_mfa().await;
+    let m = metric_id(&app, "Placed Order").await;
+    let mut def = definition(&m);
+    def["actions"][2]["data"]["status"] = json!("draft");
+    let flow = create_flow(&app, "Statuses", def).await;
+    let id = flow["id"].as_str().expect("id").to_owned();
+    let ids = action_ids(&flow["attributes"]["definition"]);
+
+    app.clock.advance(chrono::Duration::minutes(5));
+    let r = app
+        .patch(
+            &format!("/api/flows/{id}?additional-fields[flow]=definition"),
+            status_body(&id, "manual"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let a = &r.body["data"]["attributes"];
+    assert_eq!(a["status"], "manual");
+    assert_eq!(a["definition"]["actions"][2]["data"]["status"], "manual");
+    assert!(
+        a["definition"]["actions"][0]["data"]
+            .get("status")
+            .is_none(),
+        "a delay has no status"
+    );
+    let r = app
+        .get(&format!(
+            "/api/flows/{id}?additional-fields[flow]=definition"
+        ))
+        .await;
+    let def = r.body["data"]["attributes"]["definition"].clone();
+    assert_eq!(def["actions"][2]["data"]["status"], "manual");
+    let r = app.get(&format!("/api/flows/{id}/flow-actions")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["data"][2]["attributes"]["definition"]["data"]["status"],
+        "manual"
+    );
+    let r = app
+        .get(&format!(
+            "/api/flows/{id}/flow-actions?filter=equals(status,\"manual\")"
+        ))
+        .await;
+    assert_eq!(r.body["data"].as_array().map(Vec::len), Some(3));
+    let r = app.get(&format!("/api/flow-actions/{}", ids[2])).await;
+    let a = &r.body["data"]["attributes"];
+    assert_eq!(a["definition"]["data"]["status"], "manual");
+    assert_eq!(a["updated"], "2026-11-27T10:05:00+00:00");
+    let r = app.get(&format!("/api/flow-actions/{}", ids[0])).await;
+    assert_eq!(
+        r.body["data"]["attributes"]["updated"], "2026-11-27T10:00:00+00:00",
+        "the delay has no status to change"
+    );
+    assert_eq!(hook_statuses(&app, &id).await, ["manual"], "no new version");
+
+    // A second version, then live: both versions' actions are live.
+    let mut changed = def.clone();
+    changed["actions"][0]["data"]["value"] = json!(2);
+    let r = app
+        .patch(
+            &format!("/api/flows/{id}"),
+            json!({"data": {"type": "flow", "id": id, "attributes": {"definition": changed}}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app
+        .patch(
+            &format!("/api/flows/{id}?additional-fields[flow]=definition"),
+            status_body(&id, "live"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["data"]["attributes"]["definition"]["actions"][2]["data"]["status"],
+        "live"
+    );
+    assert_eq!(hook_statuses(&app, &id).await, ["live", "live"]);
+
+    // One action's status afterwards.
+    let r = app.get(&format!("/api/flow-actions/{}", ids[2])).await;
+    let mut hook = r.body["data"]["attributes"]["definition"].clone();
+    assert_eq!(hook["data"]["status"], "live");
+    hook["data"]["status"] = json!("draft");
+    let r = app
+        .patch(
+            &format!("/api/flow-actions/{}", ids[2]),
+            json!({"data": {"type": "flow-action", "id": ids[2], "attributes": {"definition": hook}}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["data"]["attributes"]["definition"]["data"]["status"],
+        "draft"
+    );
+    let r = app.get(&format!("/api/flows/{id}")).await;
+    assert_eq!(r.body["data"]["attributes"]["status"], "live");
+    let r = app.get(&format!("/api/flow-actions/{}", ids[2])).await;
+    assert_eq!(
+        r.body["data"]["attributes"]["definition"]["data"]["status"],
+        "draft"
+    );
+    let r = app
+        .get(&format!(
+            "/api/flows/{id}/flow-actions?filter=equals(status,\"live\")"
+        ))
+        .await;
+    assert_eq!(
+        r.body["data"].as_array().map(Vec::len),
+        Some(2),
+        "the delay and the split follow the flow"
+    );
+    assert_eq!(
+        hook_statuses(&app, &id).await,
+        ["draft", "draft", "draft"],
+        "an action's status reaches the runs on older versions"
+    );
+    app.stop().await;
+}
+
 /// Posts a definition and returns the error objects of the 400.
 async fn rejected(app: &App, def: Value) -> Vec<Value> {
     let r = app.post("/api/flows", flow_body("Bad", def)).await;
@@ -780,6 +921,7 @@ suite!(
     create_read_update_delete,
     list_filter_sort_paginate,
     flow_actions,
+    status_sets_every_action,
     validation_errors,
     auth_and_scopes,
 );

@@ -14,6 +14,9 @@ pub struct Listener {
     pub account_id: String,
     pub status: String,
     pub version: i64,
+    /// Items of the trigger's feed at or below this `seq` were recorded
+    /// before the flow went live (or manual), and never start it.
+    pub went_live_seq: i64,
 }
 
 fn listener(r: &Row) -> Result<Listener, StoreError> {
@@ -22,6 +25,7 @@ fn listener(r: &Row) -> Result<Listener, StoreError> {
         account_id: r.text(1)?,
         status: r.text(2)?,
         version: r.int(3)?,
+        went_live_seq: r.int(4)?,
     })
 }
 
@@ -34,7 +38,7 @@ pub fn listening(
     trigger_ref: &str,
 ) -> Result<Vec<Listener>, StoreError> {
     conn.query(
-        "SELECT id, account_id, status, version FROM flows \
+        "SELECT id, account_id, status, version, went_live_seq FROM flows \
          WHERE account_id = $1 AND trigger_type = $2 AND trigger_ref = $3 \
          AND archived = 0 AND status <> 'draft'",
         params![account, trigger_type, trigger_ref],
@@ -50,12 +54,12 @@ pub fn all_listening(
     conn: &mut dyn Conn,
 ) -> Result<Vec<(Listener, String, Option<String>)>, StoreError> {
     conn.query(
-        "SELECT id, account_id, status, version, trigger_type, trigger_ref FROM flows \
+        "SELECT id, account_id, status, version, went_live_seq, trigger_type, trigger_ref FROM flows \
          WHERE archived = 0 AND status <> 'draft'",
         params![],
     )?
     .iter()
-    .map(|r| Ok((listener(r)?, r.text(4)?, r.opt_text(5)?)))
+    .map(|r| Ok((listener(r)?, r.text(5)?, r.opt_text(6)?)))
     .collect()
 }
 
@@ -96,10 +100,17 @@ pub struct Flow {
     pub version: i64,
     pub created: i64,
     pub updated: i64,
+    /// When the flow last went live or manual from draft (or was created
+    /// so); `None` if it never did.
+    pub went_live: Option<i64>,
+    /// The head of the trigger's feed at that moment (moved again when the
+    /// trigger is edited while the flow listens): dispatch skips the items
+    /// at or below it. See [`feed_head`].
+    pub went_live_seq: i64,
 }
 
-const FLOW_COLUMNS: &str =
-    "id, name, status, archived, trigger_type, trigger_ref, version, created, updated";
+const FLOW_COLUMNS: &str = "id, name, status, archived, trigger_type, trigger_ref, version, \
+     created, updated, went_live, went_live_seq";
 
 fn flow_row(r: &Row) -> Result<Flow, StoreError> {
     Ok(Flow {
@@ -112,6 +123,8 @@ fn flow_row(r: &Row) -> Result<Flow, StoreError> {
         version: r.int(6)?,
         created: r.int(7)?,
         updated: r.int(8)?,
+        went_live: r.opt_int(9)?,
+        went_live_seq: r.int(10)?,
     })
 }
 
@@ -275,10 +288,15 @@ pub fn create(
     }
     let id = new_short_id();
     let (trigger_type, trigger_ref) = trigger_columns(&def);
+    let (went_live, went_live_seq) = if status == "draft" {
+        (None, 0)
+    } else {
+        (Some(now), feed_head(ctx.conn, trigger_type)?)
+    };
     ctx.conn.execute(
-        "INSERT INTO flows (id, account_id, name, status, archived, trigger_type, trigger_ref, version, created, updated) \
-         VALUES ($1, $2, $3, $4, 0, $5, $6, 1, $7, $7)",
-        params![&id, account, name, status, trigger_type, &trigger_ref, now],
+        "INSERT INTO flows (id, account_id, name, status, archived, trigger_type, trigger_ref, version, created, updated, went_live, went_live_seq) \
+         VALUES ($1, $2, $3, $4, 0, $5, $6, 1, $7, $7, $8, $9)",
+        params![&id, account, name, status, trigger_type, &trigger_ref, now, went_live, went_live_seq],
     )?;
     ctx.conn.execute(
         "INSERT INTO flow_versions (flow_id, version, definition, created) VALUES ($1, 1, $2, $3)",
@@ -295,6 +313,8 @@ pub fn create(
         version: 1,
         created: now,
         updated: now,
+        went_live,
+        went_live_seq,
     };
     Ok(Ok((flow, def.into_raw())))
 }
@@ -356,6 +376,8 @@ pub fn triggered_by(
 #[derive(Debug, Default)]
 pub struct FlowChange {
     pub name: Option<String>,
+    /// The flow's status, which is also set on every action (see
+    /// [`update`]).
     pub status: Option<String>,
     /// A validated definition. Saved as a new version only if it differs
     /// from the current one, so runs keep the version they entered with.
@@ -363,6 +385,28 @@ pub struct FlowChange {
 }
 
 /// Applies a change to a flow. Returns the flow and its current definition.
+///
+/// **Statuses.** Setting the flow's status (Klaviyo: "updates the status of
+/// a flow … and all actions in that flow") also sets `data.status` of every
+/// action that has one (those with an effect) to it: live — everything
+/// sends; manual — each such action waits for review; draft — nobody
+/// enters, and runs in flight skip those actions (and a delay with nothing
+/// left to send after it ends the run). An action's status is not part of a
+/// version: the new statuses are written into **every** stored version of
+/// the flow in place, so runs already waiting, which stay on the version
+/// they entered with, follow them too; no new version is made. Likewise a
+/// definition edit that changes an action's explicit status (e.g.
+/// `PATCH /api/flow-actions/{id}`, after the flow's status was set) saves a
+/// new version as usual and also writes that status into the older
+/// versions holding the action. Runs already in Needs Review stay there
+/// when the flow goes live (Klaviyo's rule); they are released or
+/// cancelled by hand.
+///
+/// **Went live.** When the flow goes from draft to live or manual,
+/// `went_live` is set to `now` and `went_live_seq` to the head of its
+/// trigger's feed, so events and list joins recorded before that moment
+/// never start it, even if dispatch has not read them yet. Live ↔ manual
+/// keeps both; a trigger edited while listening moves `went_live_seq`.
 pub fn update(
     ctx: &mut WriteCtx<'_>,
     account: &str,
@@ -372,6 +416,8 @@ pub fn update(
 ) -> Result<Result<(Flow, Value), ForeignActionId>, StoreError> {
     let (mut flow, current) = get_with_definition(ctx.conn, account, id)?
         .ok_or_else(|| StoreError::NotFound(format!("flow {id}")))?;
+    let was_listening = flow.status != "draft";
+    let mut trigger_changed = false;
     let mut stored = current;
     if let Some(mut def) = change.definition {
         let known: HashSet<String> = actions_by_id(&stored).into_keys().collect();
@@ -381,6 +427,7 @@ pub fn update(
         if def.raw() != &stored {
             let next = flow.version + 1;
             let (trigger_type, trigger_ref) = trigger_columns(&def);
+            let moved = changed_statuses(&stored, &def);
             ctx.conn.execute(
                 "INSERT INTO flow_versions (flow_id, version, definition, created) VALUES ($1, $2, $3, $4)",
                 params![&flow.id, next, &def.raw().to_string(), now],
@@ -390,6 +437,11 @@ pub fn update(
                 params![&flow.id, next, trigger_type, &trigger_ref],
             )?;
             sync_actions(ctx, account, &flow.id, &def, Some(&stored), now)?;
+            if !moved.is_empty() {
+                restatus_versions(ctx, &flow.id, &|a| moved.get(a).map(String::as_str))?;
+            }
+            trigger_changed =
+                (trigger_type, &trigger_ref) != (flow.trigger_type.as_str(), &flow.trigger_ref);
             flow.version = next;
             flow.trigger_type = trigger_type.to_owned();
             flow.trigger_ref = trigger_ref;
@@ -400,16 +452,140 @@ pub fn update(
         flow.name = name;
     }
     if let Some(status) = change.status {
+        let changed = restatus_versions(ctx, &flow.id, &|_| Some(status.as_str()))?;
+        if let Some((raw, ids)) = changed.get(&flow.version) {
+            stored = raw.clone();
+            for a in ids {
+                if let Ok(num) = a.parse::<i64>() {
+                    ctx.conn.execute(
+                        "UPDATE flow_actions SET updated = $2 WHERE id = $1 AND flow_id = $3",
+                        params![num, now, &flow.id],
+                    )?;
+                }
+            }
+        }
         flow.status = status;
     }
+    if flow.status != "draft" && (!was_listening || trigger_changed) {
+        if !was_listening {
+            flow.went_live = Some(now);
+        }
+        flow.went_live_seq = feed_head(ctx.conn, &flow.trigger_type)?;
+    }
     // Strictly later than before, even when the clock has not moved: the
-    // engine notices flow changes by the sum of `updated`.
+    // engine notices flow changes by the sum of `updated` (and the executor
+    // reloads a flow's versions when it moves).
     flow.updated = now.max(flow.updated + 1);
     ctx.conn.execute(
-        "UPDATE flows SET name = $2, status = $3, updated = $4 WHERE id = $1",
-        params![&flow.id, &flow.name, &flow.status, flow.updated],
+        "UPDATE flows SET name = $2, status = $3, updated = $4, went_live = $5, went_live_seq = $6 \
+         WHERE id = $1",
+        params![
+            &flow.id,
+            &flow.name,
+            &flow.status,
+            flow.updated,
+            flow.went_live,
+            flow.went_live_seq
+        ],
     )?;
     Ok(Ok((flow, stored)))
+}
+
+/// The newest `seq` of the feed a trigger type is dispatched from (0 for
+/// triggers that are not fed: date, price drop).
+pub fn feed_head(conn: &mut dyn Conn, trigger_type: &str) -> Result<i64, StoreError> {
+    let table = match trigger_type {
+        "metric" => "events",
+        "list" => "list_members",
+        "segment" => "segment_changes",
+        _ => return Ok(0),
+    };
+    crate::segments::head(conn, table)
+}
+
+/// The explicit statuses `after` gives to actions that `before` also has
+/// but with another status: action id → status.
+fn changed_statuses(before: &Value, after: &FlowDefinition) -> HashMap<String, String> {
+    let old = actions_by_id(before);
+    let mut out = HashMap::new();
+    for a in &after.actions {
+        let (Some(id), Some(status)) = (a.id.as_deref(), a.status) else {
+            continue;
+        };
+        let Some(prev) = old.get(id) else { continue };
+        let status = status.as_str();
+        if prev.pointer("/data/status").and_then(Value::as_str) != Some(status) {
+            out.insert(id.to_owned(), status.to_owned());
+        }
+    }
+    out
+}
+
+/// Writes `status_of(action id)` as `data.status` of each action that has
+/// a status (those with an effect), in every stored version of the flow.
+/// Returns, for each version it changed, the new definition and the ids of
+/// the actions changed.
+fn restatus_versions<'s>(
+    ctx: &mut WriteCtx<'_>,
+    flow_id: &str,
+    status_of: &dyn Fn(&str) -> Option<&'s str>,
+) -> Result<HashMap<i64, (Value, Vec<String>)>, StoreError> {
+    let mut out = HashMap::new();
+    for (version, raw, _) in versions(ctx.conn, flow_id)? {
+        let Some((raw, ids)) = restatus(&raw, status_of) else {
+            continue;
+        };
+        ctx.conn.execute(
+            "UPDATE flow_versions SET definition = $3 WHERE flow_id = $1 AND version = $2",
+            params![flow_id, version, &raw.to_string()],
+        )?;
+        out.insert(version, (raw, ids));
+    }
+    Ok(out)
+}
+
+/// [`restatus_versions`] for one definition: `None` if nothing changes (or
+/// the stored definition no longer parses, which validation prevents).
+fn restatus<'s>(
+    raw: &Value,
+    status_of: &dyn Fn(&str) -> Option<&'s str>,
+) -> Option<(Value, Vec<String>)> {
+    let def = match FlowDefinition::parse(raw.clone(), "") {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(errors = ?e, "stored flow version does not parse; statuses left alone");
+            return None;
+        }
+    };
+    let mut out = raw.clone();
+    let mut changed = Vec::new();
+    for a in def.actions.iter().filter(|a| a.kind.has_effect()) {
+        let Some(id) = a.id.as_deref() else { continue };
+        let Some(status) = status_of(id) else {
+            continue;
+        };
+        let Some(action) = out
+            .get_mut("actions")
+            .and_then(|x| x.get_mut(a.index))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let data = action
+            .entry("data")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !data.is_object() {
+            *data = Value::Object(serde_json::Map::new());
+        }
+        let Some(data) = data.as_object_mut() else {
+            continue;
+        };
+        if data.get("status").and_then(Value::as_str) != Some(status) {
+            data.insert("status".into(), Value::String(status.to_owned()));
+            changed.push(id.to_owned());
+        }
+    }
+    (!changed.is_empty()).then_some((out, changed))
 }
 
 /// Deletes a flow with its versions and actions.

@@ -41,6 +41,10 @@ const SQLITE: &[Migration] = &[
         version: 8,
         sql: include_str!("../migrations/sqlite/0008_audiences.sql"),
     },
+    Migration {
+        version: 9,
+        sql: include_str!("../migrations/sqlite/0009_went_live.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -75,6 +79,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 8,
         sql: include_str!("../migrations/postgres/0008_audiences.sql"),
+    },
+    Migration {
+        version: 9,
+        sql: include_str!("../migrations/postgres/0009_went_live.sql"),
     },
 ];
 

@@ -319,7 +319,11 @@ fn wants_definition(q: &ApiQuery) -> Result<bool, ApiError> {
 
 /// `PATCH /api/flows/{id}`: status (Klaviyo's only field), and, as an
 /// Outflow extension, name and definition. A changed definition becomes a
-/// new version.
+/// new version. A status also becomes the status of every action, in every
+/// version (runs already waiting follow it), and going live or manual from
+/// draft marks the moment before which events and list joins never start
+/// the flow: see `outflow_store::flows::update`. A status-only change is
+/// not behind the webhook gate (it never changes where a webhook sends).
 pub async fn update(
     State(state): State<AppState>,
     auth: Auth,

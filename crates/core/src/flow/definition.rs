@@ -162,6 +162,18 @@ pub enum ActionStatus {
     Live,
 }
 
+impl ActionStatus {
+    /// The name in `data.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::Disabled => "disabled",
+            ActionStatus::Draft => "draft",
+            ActionStatus::Manual => "manual",
+            ActionStatus::Live => "live",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActionKind {
     TimeDelay(TimeDelay),
