@@ -13,6 +13,7 @@
 //! New kinds of trigger (segment, date, price drop) plug in as another
 //! [`TriggerSource`].
 
+use crate::executor::Compiled;
 use crate::facts::Loaded;
 use crate::EngineError;
 use chrono::{DateTime, Utc};
@@ -169,6 +170,9 @@ pub struct Listening {
     pub went_live_seq: i64,
     pub def: Arc<FlowDefinition>,
     pub queries: Vec<MetricQuery>,
+    /// The version compiled for the executor (templates compiled once per
+    /// index build), so new runs are advanced without reading the flow.
+    pub compiled: Arc<Compiled>,
 }
 
 pub fn flow_status(s: &str) -> FlowStatus {
@@ -257,6 +261,7 @@ fn build_index(conn: &mut dyn Conn) -> Result<FlowIndex, StoreError> {
                 status: flow_status(&l.status),
                 version: l.version,
                 went_live_seq: l.went_live_seq,
+                compiled: Arc::new(Compiled::new(def.clone(), 0)),
                 def: Arc::new(def),
                 queries,
             }));
@@ -272,7 +277,7 @@ const GAP_GRACE: Duration = Duration::from_secs(2);
 pub struct Dispatcher {
     sources: Vec<Arc<dyn TriggerSource>>,
     index: Mutex<Arc<FlowIndex>>,
-    gaps: Mutex<HashMap<(&'static str, i64), Instant>>,
+    gaps: Arc<Mutex<HashMap<(&'static str, i64), Instant>>>,
     batch: usize,
     /// New runs are inserted leased to this owner (for this long) and kept
     /// for [`Dispatcher::take_ready`], so the executor advances them
@@ -293,9 +298,20 @@ struct Plan {
     to: i64,
     items: usize,
     runs: Vec<NewRun>,
+    fresh: Fresh,
 }
 
-/// One feed batch planned by [`Dispatcher::plan_source`], written by
+/// What planning read that advancing the new runs needs too: their flows
+/// (by id, as listening when planned), the profiles' facts, and the
+/// accounts' organization (webhook context).
+#[derive(Debug, Default)]
+pub struct Fresh {
+    pub flows: HashMap<String, Arc<Listening>>,
+    pub facts: Loaded,
+    pub orgs: HashMap<String, Value>,
+}
+
+/// One feed batch planned by [`Dispatcher::plan`], written by
 /// [`Planned::commit`].
 pub struct Planned {
     feed: &'static str,
@@ -321,6 +337,11 @@ impl Planned {
         }
     }
 
+    /// What planning read, for [`crate::executor::Executor::prepare_fresh`].
+    pub fn fresh(&self) -> &Fresh {
+        &self.plan.fresh
+    }
+
     /// Moves the feed's cursor (compare-and-set: `Conflict` when another
     /// dispatcher moved it, so the caller's whole transaction is dropped)
     /// and inserts the runs; returns them as leased rows.
@@ -342,7 +363,7 @@ impl Dispatcher {
         Self {
             sources: vec![Arc::new(EventSource), Arc::new(ListJoinSource)],
             index: Mutex::new(Arc::new(FlowIndex::default())),
-            gaps: Mutex::new(HashMap::new()),
+            gaps: Arc::new(Mutex::new(HashMap::new())),
             batch,
             handoff: None,
             ready: Mutex::new(Vec::new()),
@@ -406,36 +427,23 @@ impl Dispatcher {
         }
     }
 
-    /// One batch from every feed.
+    /// One batch from every feed, each written in its own transaction.
     pub async fn pass(&self, store: &Store, now: DateTime<Utc>) -> Result<Dispatched, EngineError> {
         let mut total = Dispatched::default();
-        for i in 0..self.sources.len() {
-            let d = self.pass_source(store, i, now).await?;
-            total.items += d.items;
-            total.runs += d.runs;
+        for planned in self.plan(store, now).await? {
+            let done = planned.dispatched();
+            match store.write(move |ctx| planned.commit(ctx)).await {
+                Ok(rows) => {
+                    self.hand(rows);
+                    total.items += done.items;
+                    total.runs += done.runs;
+                }
+                // Another dispatcher took this batch; ours is discarded whole.
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(total)
-    }
-
-    async fn pass_source(
-        &self,
-        store: &Store,
-        source: usize,
-        now: DateTime<Utc>,
-    ) -> Result<Dispatched, EngineError> {
-        let Some(planned) = self.plan_source(store, source, now).await? else {
-            return Ok(Dispatched::default());
-        };
-        let done = planned.dispatched();
-        match store.write(move |ctx| planned.commit(ctx)).await {
-            Ok(rows) => {
-                self.hand(rows);
-                Ok(done)
-            }
-            // Another dispatcher took this batch; ours is discarded whole.
-            Err(StoreError::Conflict(_)) => Ok(Dispatched::default()),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Keeps runs created by a commit for [`Dispatcher::take_ready`].
@@ -448,102 +456,111 @@ impl Dispatcher {
         }
     }
 
-    /// The number of feeds (trigger sources).
-    pub fn sources(&self) -> usize {
-        self.sources.len()
-    }
-
-    /// Reads the next batch of one feed and plans its runs, writing
-    /// nothing (except moving past a feed no flow listens to). `None`:
-    /// nothing to dispatch.
-    pub async fn plan_source(
+    /// In one read (one round trip to a reader, on the event-to-webhook
+    /// path): rebuilds the flow index if flows changed, then reads the
+    /// next batch of every feed and plans its runs. Writes nothing; a feed
+    /// no flow listens to is planned as a move of its cursor to its head,
+    /// so flows created later only see newer items.
+    pub async fn plan(
         &self,
         store: &Store,
-        source: usize,
         now: DateTime<Utc>,
-    ) -> Result<Option<Planned>, EngineError> {
-        let Some(feed) = self.sources.get(source).map(|s| s.feed()) else {
-            return Ok(None);
-        };
+    ) -> Result<Vec<Planned>, EngineError> {
+        let known = self.index();
+        let sources = self.sources.clone();
+        let gaps = self.gaps.clone();
         let dialect = store.dialect();
-        let index = self.index();
         let batch = self.batch;
-        let Some(src) = self.sources.get(source).cloned() else {
-            return Ok(None);
-        };
-        if !index.listens_to(src.trigger_type()) {
-            // Nothing can start from this feed: move past what is there so
-            // flows created later only see newer items, without reading rows.
-            let (after, head) = store
-                .read(move |conn| Ok((runs::cursor(conn, feed)?, src.head(conn)?)))
-                .await?;
-            if head > after {
-                let now_us = to_micros(now);
-                store
-                    .write(move |ctx| runs::advance_cursor(ctx.conn, feed, after, head, now_us))
-                    .await?;
-            }
-            return Ok(None);
-        }
-        let (after, items) = store
-            .read(move |conn| {
-                let after = runs::cursor(conn, feed)?;
-                Ok((after, src.fetch(conn, after, batch)?))
-            })
-            .await?;
-        if items.is_empty() {
-            return Ok(None);
-        }
-        let items = self.cut_at_gap(feed, dialect, after, items);
-        let Some(last) = items.last().map(|o| o.seq) else {
-            return Ok(None);
-        };
-        let plan = store
-            .read(move |conn| plan(conn, &index, after, last, items, now))
-            .await?;
+        let now_us = to_micros(now);
         let lease = self
             .handoff
             .as_ref()
             .map(|(o, l)| (o.clone(), to_micros(now + *l)));
-        Ok(Some(Planned {
-            feed,
-            plan,
-            lease,
-            now_us: to_micros(now),
-        }))
-    }
-
-    /// On PostgreSQL, stop before a hole in `seq` that is younger than
-    /// [`GAP_GRACE`]; older holes are rolled-back inserts and are skipped.
-    fn cut_at_gap(
-        &self,
-        feed: &'static str,
-        dialect: Dialect,
-        after: i64,
-        mut items: Vec<Occurrence>,
-    ) -> Vec<Occurrence> {
-        if dialect != Dialect::Postgres {
-            return items;
-        }
-        let Ok(mut gaps) = self.gaps.lock() else {
-            return items;
-        };
-        let mut expected = after + 1;
-        let mut cut = items.len();
-        for (i, o) in items.iter().enumerate() {
-            if o.seq != expected {
-                let first_seen = *gaps.entry((feed, expected)).or_insert_with(Instant::now);
-                if first_seen.elapsed() < GAP_GRACE {
-                    cut = i;
-                    break;
+        let (rebuilt, planned) = store
+            .read(move |conn| {
+                let rebuilt = if Some(fingerprint(conn)?) == known.fingerprint {
+                    None
+                } else {
+                    Some(Arc::new(build_index(conn)?))
+                };
+                let index = rebuilt.clone().unwrap_or(known);
+                let mut out = Vec::new();
+                for src in &sources {
+                    let feed = src.feed();
+                    let after = runs::cursor(conn, feed)?;
+                    if !index.listens_to(src.trigger_type()) {
+                        let head = src.head(conn)?;
+                        if head > after {
+                            out.push(Planned {
+                                feed,
+                                plan: Plan {
+                                    from: after,
+                                    to: head,
+                                    items: 0,
+                                    runs: Vec::new(),
+                                    fresh: Fresh::default(),
+                                },
+                                lease: None,
+                                now_us,
+                            });
+                        }
+                        continue;
+                    }
+                    let items = src.fetch(conn, after, batch)?;
+                    let items = cut_at_gap(&gaps, feed, dialect, after, items);
+                    let Some(last) = items.last().map(|o| o.seq) else {
+                        continue;
+                    };
+                    out.push(Planned {
+                        feed,
+                        plan: plan(conn, &index, after, last, items, now)?,
+                        lease: lease.clone(),
+                        now_us,
+                    });
                 }
+                Ok((rebuilt, out))
+            })
+            .await?;
+        if let Some(index) = rebuilt {
+            tracing::debug!(flows = index.len(), "trigger index rebuilt");
+            if let Ok(mut slot) = self.index.lock() {
+                *slot = index;
             }
-            expected = o.seq + 1;
         }
-        gaps.retain(|(f, seq), _| *f != feed || *seq > after);
-        items.truncate(cut);
-        items
+        Ok(planned)
     }
+}
+
+/// On PostgreSQL, stop before a hole in `seq` that is younger than
+/// [`GAP_GRACE`]; older holes are rolled-back inserts and are skipped.
+fn cut_at_gap(
+    gaps: &Mutex<HashMap<(&'static str, i64), Instant>>,
+    feed: &'static str,
+    dialect: Dialect,
+    after: i64,
+    mut items: Vec<Occurrence>,
+) -> Vec<Occurrence> {
+    if dialect != Dialect::Postgres {
+        return items;
+    }
+    let Ok(mut gaps) = gaps.lock() else {
+        return items;
+    };
+    let mut expected = after + 1;
+    let mut cut = items.len();
+    for (i, o) in items.iter().enumerate() {
+        if o.seq != expected {
+            let first_seen = *gaps.entry((feed, expected)).or_insert_with(Instant::now);
+            if first_seen.elapsed() < GAP_GRACE {
+                cut = i;
+                break;
+            }
+        }
+        expected = o.seq + 1;
+    }
+    gaps.retain(|(f, seq), _| *f != feed || *seq > after);
+    items.truncate(cut);
+    items
 }
 
 /// A profile's last entry into a flow and whether a run is still active.
@@ -571,6 +588,7 @@ fn plan(
         }
     }
     let mut runs_out = Vec::new();
+    let mut fresh = Fresh::default();
     if !candidates.is_empty() {
         let mut profiles: Vec<String> = candidates
             .iter()
@@ -618,6 +636,10 @@ fn plan(
             // A second item for the same profile in this batch sees the
             // run the first one started.
             history.insert(key, (Some(now), true));
+            fresh
+                .flows
+                .entry(l.flow_id.clone())
+                .or_insert_with(|| l.clone());
             runs_out.push(NewRun {
                 id: new_ulid(),
                 account_id: o.account_id.clone(),
@@ -630,11 +652,22 @@ fn plan(
                 entered: to_micros(now),
             });
         }
+        let mut accounts: Vec<&str> = runs_out.iter().map(|r| r.account_id.as_str()).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        for a in accounts {
+            fresh.orgs.insert(
+                a.to_owned(),
+                outflow_store::deliveries::organization(conn, a)?,
+            );
+        }
+        fresh.facts = facts;
     }
     Ok(Plan {
         from,
         to,
         items: n_items,
         runs: runs_out,
+        fresh,
     })
 }

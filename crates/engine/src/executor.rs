@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 /// A flow version as the executor uses it: parsed once, cached until the
 /// flow's `updated` moves (a status change rewrites the action statuses of
 /// every version in place; the rest of a version never changes).
-struct Compiled {
+pub struct Compiled {
     /// The flow's `updated` read before this version was.
     stamp: i64,
     def: FlowDefinition,
@@ -42,8 +42,16 @@ struct Compiled {
     webhooks: HashMap<String, Result<Arc<CompiledWebhook>, WebhookRenderError>>,
 }
 
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("stamp", &self.stamp)
+            .finish()
+    }
+}
+
 impl Compiled {
-    fn new(def: FlowDefinition, stamp: i64) -> Self {
+    pub fn new(def: FlowDefinition, stamp: i64) -> Self {
         let webhooks = def
             .actions
             .iter()
@@ -205,18 +213,13 @@ impl Executor {
         claimed: Claimed,
         now: DateTime<Utc>,
     ) -> Result<Prepared, EngineError> {
-        let n = claimed.runs.len();
-        let handoff = self
-            .handoff
-            .as_ref()
-            .map(|h| (h.owner.clone(), to_micros(now + h.lease)));
-        if n == 0 {
+        if claimed.runs.is_empty() {
             return Ok(Prepared {
                 owner: claimed.owner,
                 claimed: 0,
                 writes: Vec::new(),
                 orphans: Vec::new(),
-                handoff,
+                handoff: self.handoff_until(now),
                 now,
             });
         }
@@ -301,28 +304,78 @@ impl Executor {
             }
             defs.extend(fresh);
         }
+        Ok(self.advance_all(
+            claimed,
+            |row| {
+                let c = defs.get(&(row.flow_id.clone(), row.flow_version))?;
+                let status = statuses
+                    .get(&row.flow_id)
+                    .map_or(FlowStatus::Draft, |s| s.0);
+                Some((c.clone(), status))
+            },
+            &facts,
+            &orgs,
+            now,
+        ))
+    }
+
+    /// [`Executor::prepare`] for runs dispatch has just planned, from what
+    /// dispatch already read (the flows' compiled versions, the profiles'
+    /// facts, the organizations): no read of its own.
+    pub fn prepare_fresh(
+        &self,
+        claimed: Claimed,
+        fresh: &crate::dispatch::Fresh,
+        now: DateTime<Utc>,
+    ) -> Prepared {
+        self.advance_all(
+            claimed,
+            |row| {
+                let l = fresh.flows.get(&row.flow_id)?;
+                (l.version == row.flow_version).then(|| (l.compiled.clone(), l.status))
+            },
+            &fresh.facts,
+            &fresh.orgs,
+            now,
+        )
+    }
+
+    /// Advances every run in memory; a run whose flow version is unknown
+    /// is released for another pass.
+    fn advance_all(
+        &self,
+        claimed: Claimed,
+        flow_of: impl Fn(&RunRow) -> Option<(Arc<Compiled>, FlowStatus)>,
+        facts: &Loaded,
+        orgs: &HashMap<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Prepared {
+        let n = claimed.runs.len();
         let mut writes = Vec::with_capacity(n);
         let mut orphans = Vec::new();
         for row in claimed.runs {
-            match defs.get(&(row.flow_id.clone(), row.flow_version)) {
-                Some(c) => {
-                    let status = statuses
-                        .get(&row.flow_id)
-                        .map_or(FlowStatus::Draft, |s| s.0);
+            match flow_of(&row) {
+                Some((c, status)) => {
                     let org = orgs.get(&row.account_id).unwrap_or(&Value::Null);
-                    writes.push(step_run(row, &claimed.owner, c, status, &facts, org, now));
+                    writes.push(step_run(row, &claimed.owner, &c, status, facts, org, now));
                 }
                 None => orphans.push(row.id),
             }
         }
-        Ok(Prepared {
+        Prepared {
             owner: claimed.owner,
             claimed: n,
             writes,
             orphans,
-            handoff,
+            handoff: self.handoff_until(now),
             now,
-        })
+        }
+    }
+
+    fn handoff_until(&self, now: DateTime<Utc>) -> Option<(String, i64)> {
+        self.handoff
+            .as_ref()
+            .map(|h| (h.owner.clone(), to_micros(now + h.lease)))
     }
 
     /// Counts a written batch and keeps its deliveries for

@@ -148,23 +148,15 @@ impl Engine {
     /// transaction holds the cursor move, the new runs and their first
     /// steps and effects (deliveries go to the deliverer after it commits).
     async fn triggers(&self) -> Result<Tick, EngineError> {
-        self.dispatcher.refresh(&self.store).await?;
         let mut t = Tick::default();
-        for source in 0..self.dispatcher.sources() {
-            let now = self.clock.now();
-            let Some(planned) = self
-                .dispatcher
-                .plan_source(&self.store, source, now)
-                .await?
-            else {
-                continue;
-            };
+        let now = self.clock.now();
+        for planned in self.dispatcher.plan(&self.store, now).await? {
             let done = planned.dispatched();
             let claimed = executor::Claimed {
                 owner: format!("{}:handoff", self.config.worker_id),
                 runs: planned.leased_rows(),
             };
-            let prepared = self.executor.prepare(&self.store, claimed, now).await?;
+            let prepared = self.executor.prepare_fresh(claimed, planned.fresh(), now);
             let written = self
                 .store
                 .write(move |ctx| {

@@ -103,3 +103,60 @@ async fn crashed_worker_runs_are_reclaimed_once(backend: &str) {
 }
 
 on_both!(crashed_worker_runs_are_reclaimed_once);
+
+/// A profile changed between the batch's facts read and its write keeps
+/// both changes: update-profile reads the properties inside the write.
+async fn profile_changed_during_a_batch_keeps_both_changes(backend: &str) {
+    let e = env(backend).await;
+    let l = e.list("L").await;
+    e.flow("live", ("list", &l), json!({"triggers": [{"type": "list", "id": l}],
+        "actions": [
+            {"id": "1", "type": "update-profile", "links": {"next": null}, "data": {"status": "live",
+             "profile_operations": [{"operator": "update", "property_type": "string",
+                                     "property_key": "welcomed", "property_value": "yes"}]}}],
+        "entry_action_id": "1"}))
+        .await;
+    let changed = e.profile("changed@x.io", json!({"a": 1})).await;
+    let untouched = e.profile("untouched@x.io", json!({"a": 1})).await;
+    e.join(&l, &changed, false).await;
+    e.join(&l, &untouched, false).await;
+    let w = engine_on(&e.store, &e.clock);
+    w.dispatcher.refresh(&e.store).await.expect("index");
+    let now = outflow_core::Clock::now(e.clock.as_ref());
+    w.dispatcher.pass(&e.store, now).await.expect("dispatch");
+    let claimed = outflow_engine::executor::Claimed {
+        owner: w.dispatcher.handoff_owner().expect("handoff").to_owned(),
+        runs: w.dispatcher.take_ready(),
+    };
+    assert_eq!(claimed.runs.len(), 2);
+    let prepared = w
+        .executor
+        .prepare(&e.store, claimed, now)
+        .await
+        .expect("prepare");
+    // Someone else writes the profile after the batch read it.
+    e.sql(
+        "UPDATE profiles SET properties = $1 WHERE id = $2",
+        vec![
+            json!({"a": 2, "b": "api"}).to_string().into(),
+            changed.clone().into(),
+        ],
+    )
+    .await;
+    let written = e
+        .store
+        .write(move |ctx| prepared.write(ctx))
+        .await
+        .expect("write");
+    assert_eq!(w.executor.written(written).advanced, 2);
+    assert_eq!(
+        e.properties(&changed).await,
+        json!({"a": 2, "b": "api", "welcomed": "yes"})
+    );
+    assert_eq!(
+        e.properties(&untouched).await,
+        json!({"a": 1, "welcomed": "yes"})
+    );
+}
+
+on_both!(profile_changed_during_a_batch_keeps_both_changes);

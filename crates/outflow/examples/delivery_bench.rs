@@ -46,6 +46,17 @@ fn args() -> Args {
     a
 }
 
+/// User + system CPU time of this process so far (Linux `/proc/self/stat`).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name's closing parenthesis: utime is the
+    // 12th, stime the 13th (1-based, counting from the state field).
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -248,6 +259,7 @@ async fn main() -> anyhow::Result<()> {
     // Throughput.
     flow(&server, &api, "Bench Throughput", &url).await;
     let base = rx.hits.load(Ordering::SeqCst);
+    let cpu_start = cpu_seconds();
     let start = Instant::now();
     let mut posted = 0;
     let mut jobs = Vec::new();
@@ -282,6 +294,7 @@ async fn main() -> anyhow::Result<()> {
         s.await?;
     }
     let accepted = start.elapsed();
+    let at_accepted = rx.hits.load(Ordering::SeqCst) - base;
     while rx.hits.load(Ordering::SeqCst) - base < a.events {
         if start.elapsed() > Duration::from_secs(600) {
             anyhow::bail!(
@@ -292,6 +305,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let took = start.elapsed();
+    let cpu = cpu_seconds() - cpu_start;
     println!(
         "throughput: {} events accepted in {:.2} s; all {} webhooks received after {:.2} s = {:.0} deliveries/s end to end",
         a.events,
@@ -299,6 +313,15 @@ async fn main() -> anyhow::Result<()> {
         a.events,
         took.as_secs_f64(),
         a.events as f64 / took.as_secs_f64()
+    );
+    println!(
+        "  received when the last event was accepted: {at_accepted}; the rest at {:.0}/s",
+        (a.events - at_accepted) as f64 / (took - accepted).as_secs_f64().max(1e-6)
+    );
+    println!(
+        "CPU (whole process: server, receiver and load): {cpu:.2} s = {:.0} µs per delivery, {:.0}% of the cores",
+        1e6 * cpu / a.events as f64,
+        100.0 * cpu / took.as_secs_f64() / std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
     );
 
     // Latency at a steady rate.

@@ -187,13 +187,15 @@ pub fn claim_due(
     lease_until: i64,
     limit: usize,
 ) -> Result<Vec<RunRow>, StoreError> {
-    let lock = match conn.dialect() {
-        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        Dialect::Sqlite => "",
+    // SQLite: by rowid, straight from the due index, not through the
+    // text primary key's index.
+    let (key, lock) = match conn.dialect() {
+        Dialect::Postgres => ("id", " FOR UPDATE SKIP LOCKED"),
+        Dialect::Sqlite => ("rowid", ""),
     };
     let sql = format!(
-        "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-         SELECT id FROM runs WHERE due IS NOT NULL AND due <= $3 \
+        "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE {key} IN (\
+         SELECT {key} FROM runs WHERE due IS NOT NULL AND due <= $3 \
          AND (lease_until IS NULL OR lease_until < $3) ORDER BY due LIMIT {limit}{lock}) \
          RETURNING {RUN_COLUMNS}"
     );

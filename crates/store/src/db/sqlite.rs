@@ -41,11 +41,15 @@ impl SqliteConn {
     /// The writer also keeps a small page cache: SQLite walks the whole
     /// cache at the end of every transaction, which with a large cache costs
     /// more than the pages it saves on an append-mostly workload.
+    ///
+    /// The memory map is bounded at 64 MB: mapped pages count in the
+    /// process's RSS and a larger map grew it with the file (1M runs:
+    /// 425 MB peak at 256 MB, 232 MB at 64 MB, same throughput).
     pub fn tune_for_writer(&self) -> Result<(), DbError> {
         self.conn
             .execute_batch(
                 "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-4096; \
-                 PRAGMA mmap_size=268435456; PRAGMA journal_size_limit=67108864;",
+                 PRAGMA mmap_size=67108864; PRAGMA journal_size_limit=67108864;",
             )
             .map_err(map_err)
     }
