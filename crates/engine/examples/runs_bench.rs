@@ -23,7 +23,7 @@
 //! Options: `--runs N` (default 1,000,000), `--batch N` (runs per claim,
 //! default the engine's), `--phases` (call the parts of a tick separately
 //! and time each), `--dir PATH` (keep the database there instead of a temp
-//! dir). Figures: bench/runs/README.md.
+//! dir), `--no-setup` (with `--dir`: use the database already there). Figures: bench/runs/README.md.
 
 use chrono::{DateTime, Duration, Utc};
 use outflow_core::clock::to_micros;
@@ -42,6 +42,7 @@ struct Args {
     batch: Option<usize>,
     dir: Option<std::path::PathBuf>,
     setup_only: bool,
+    no_setup: bool,
     phases: bool,
     ticks: bool,
 }
@@ -52,6 +53,7 @@ fn args() -> Args {
         batch: None,
         dir: None,
         setup_only: false,
+        no_setup: false,
         phases: false,
         ticks: false,
     };
@@ -59,6 +61,10 @@ fn args() -> Args {
     while let Some(flag) = it.next() {
         if flag == "--setup-only" {
             a.setup_only = true;
+            continue;
+        }
+        if flag == "--no-setup" {
+            a.no_setup = true;
             continue;
         }
         if flag == "--ticks" {
@@ -242,12 +248,16 @@ async fn main() {
     }
     // Setup runs in a child process so that none of its memory is counted
     // here: this process starts like a restarted server on a full store.
-    let status = std::process::Command::new(std::env::current_exe().expect("own path"))
-        .args(["--setup-only", "--runs", &args.runs.to_string(), "--dir"])
-        .arg(tmp.path())
-        .status()
-        .expect("setup process");
-    assert!(status.success(), "setup failed");
+    // `--dir PATH --no-setup`: a database set up before (copies of one
+    // setup, to compare builds or schema changes on identical files).
+    if !args.no_setup {
+        let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .args(["--setup-only", "--runs", &args.runs.to_string(), "--dir"])
+            .arg(tmp.path())
+            .status()
+            .expect("setup process");
+        assert!(status.success(), "setup failed");
+    }
 
     // Reopen like a restarted server: migrations checked, identity and
     // metric indexes loaded for every profile.

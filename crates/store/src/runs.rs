@@ -72,6 +72,9 @@ pub struct RunRow {
     pub event: Option<Value>,
     pub step_count: i64,
     pub updated: i64,
+    /// SQLite's row number, when a claim read it: the finish then finds
+    /// the row without a lookup in the text primary key's index.
+    pub rowid: Option<i64>,
 }
 
 const RUN_COLUMNS: &str = "id, account_id, flow_id, flow_version, profile_id, trigger_event_id, \
@@ -98,6 +101,7 @@ fn run_from_row(r: &Row) -> Result<RunRow, StoreError> {
         },
         step_count: r.int(14)?,
         updated: r.int(15)?,
+        rowid: None,
     })
 }
 
@@ -155,6 +159,7 @@ impl NewRun {
     /// The run as its lease holder sees it right after insert.
     pub fn leased_row(&self, owner: &str) -> RunRow {
         RunRow {
+            rowid: None,
             id: self.id.clone(),
             account_id: self.account_id.clone(),
             flow_id: self.flow_id.clone(),
@@ -197,11 +202,18 @@ pub fn claim_due(
         "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE {key} IN (\
          SELECT {key} FROM runs WHERE due IS NOT NULL AND due <= $3 \
          AND (lease_until IS NULL OR lease_until < $3) ORDER BY due LIMIT {limit}{lock}) \
-         RETURNING {RUN_COLUMNS}"
+         RETURNING {RUN_COLUMNS}{}",
+        if key == "rowid" { ", rowid" } else { "" }
     );
     conn.query(&sql, params![owner, lease_until, now])?
         .iter()
-        .map(run_from_row)
+        .map(|r| {
+            let mut run = run_from_row(r)?;
+            if key == "rowid" {
+                run.rowid = r.opt_int(16)?;
+            }
+            Ok(run)
+        })
         .collect()
 }
 
@@ -218,6 +230,8 @@ pub struct RunUpdate {
     pub active: bool,
     pub step_count: i64,
     pub updated: i64,
+    /// See [`RunRow::rowid`].
+    pub rowid: Option<i64>,
 }
 
 /// Writes a transition, records its writer in `last_worker` and releases
@@ -276,16 +290,21 @@ pub fn finish_many(
             })
             .collect::<Vec<_>>()
             .join(", ");
+        let by_rowid = conn.dialect() == Dialect::Sqlite && chunk.iter().all(|u| u.rowid.is_some());
+        let key = if by_rowid { "runs.rowid" } else { "runs.id" };
         let sql = format!(
             "UPDATE runs SET current_action = v.column2, state = v.column3, exit_reason = v.column4, \
              due = v.column5, active = v.column6, step_count = v.column7, updated = v.column8, \
              input = NULL, lease_owner = NULL, lease_until = NULL, last_worker = $1 \
-             FROM (VALUES {values}) AS v WHERE runs.id = v.column1 AND runs.lease_owner = $1 \
+             FROM (VALUES {values}) AS v WHERE {key} = v.column1 AND runs.lease_owner = $1 \
              RETURNING runs.id"
         );
         let mut p: Vec<Param<'_>> = Vec::with_capacity(rows * COLS);
         for u in chunk {
-            p.push(Param::Text(&u.id));
+            match u.rowid {
+                Some(rowid) if by_rowid => p.push(Param::Int(rowid)),
+                _ => p.push(Param::Text(&u.id)),
+            }
             p.push(Param::from(&u.current_action));
             p.push(Param::Text(&u.state));
             p.push(Param::from(&u.exit_reason));
