@@ -11,10 +11,12 @@
 //! (so the writer's identity index of N profiles is loaded), and resets the
 //! peak-RSS counter.
 //!
-//! Timed: the clock moves past the delay and `Engine::tick` is called until
-//! a tick is idle, exactly as the server's single engine loop does. Every
-//! run is woken, runs the update-profile action (a `run_effects` row and a
-//! profile UPDATE) and ends.
+//! Timed: the clock moves past the delay and the server's background
+//! loops (`Engine::spawn`: triggers, two lanes of due runs, audiences,
+//! delivery) run until every run has advanced; `--ticks` calls
+//! `Engine::tick` in series instead. Every run is woken, runs the
+//! update-profile action (a `run_effects` row and a profile UPDATE) and
+//! ends.
 //!
 //! ```text
 //! cargo run --release -p outflow-engine --example runs_bench -- --runs 1000000
