@@ -311,6 +311,29 @@ pub struct Fresh {
     pub orgs: HashMap<String, Value>,
 }
 
+/// What a batch whose write is still in flight changes for the next plan:
+/// where its feeds' cursors will be, and the runs it creates (flow,
+/// profile → still active after its first steps), so the next batch can be
+/// planned while it commits without giving a profile a second run.
+#[derive(Debug, Default, Clone)]
+pub struct Carry {
+    cursors: HashMap<&'static str, i64>,
+    entered: HashMap<(String, String), bool>,
+}
+
+impl Carry {
+    /// Adds a planned batch; `active` says which of its runs are still
+    /// active after the steps about to be written with it.
+    pub fn add(&mut self, planned: &Planned, active: &HashMap<String, bool>) {
+        self.cursors.insert(planned.feed, planned.plan.to);
+        for r in &planned.plan.runs {
+            let still = active.get(&r.id).copied().unwrap_or(true);
+            self.entered
+                .insert((r.flow_id.clone(), r.profile_id.clone()), still);
+        }
+    }
+}
+
 /// One feed batch planned by [`Dispatcher::plan`], written by
 /// [`Planned::commit`].
 pub struct Planned {
@@ -466,6 +489,19 @@ impl Dispatcher {
         store: &Store,
         now: DateTime<Utc>,
     ) -> Result<Vec<Planned>, EngineError> {
+        self.plan_with(store, now, &Carry::default()).await
+    }
+
+    /// [`Dispatcher::plan`] while the batch described by `carry` is still
+    /// being written: each feed is read from where that batch leaves its
+    /// cursor, and its runs count as entered.
+    pub async fn plan_with(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+        carry: &Carry,
+    ) -> Result<Vec<Planned>, EngineError> {
+        let carry = carry.clone();
         let known = self.index();
         let sources = self.sources.clone();
         let gaps = self.gaps.clone();
@@ -487,7 +523,8 @@ impl Dispatcher {
                 let mut out = Vec::new();
                 for src in &sources {
                     let feed = src.feed();
-                    let after = runs::cursor(conn, feed)?;
+                    let after = runs::cursor(conn, feed)?
+                        .max(carry.cursors.get(feed).copied().unwrap_or(0));
                     if !index.listens_to(src.trigger_type()) {
                         let head = src.head(conn)?;
                         if head > after {
@@ -513,7 +550,7 @@ impl Dispatcher {
                     };
                     out.push(Planned {
                         feed,
-                        plan: plan(conn, &index, after, last, items, now)?,
+                        plan: plan(conn, &index, after, last, items, &carry.entered, now)?,
                         lease: lease.clone(),
                         now_us,
                     });
@@ -573,6 +610,7 @@ fn plan(
     from: i64,
     to: i64,
     items: Vec<Occurrence>,
+    in_flight: &HashMap<(String, String), bool>,
     now: DateTime<Utc>,
 ) -> Result<Plan, StoreError> {
     let n_items = items.len();
@@ -616,6 +654,12 @@ fn plan(
                     (Some(from_micros(a.last_entered)), a.active),
                 );
             }
+        }
+        // Runs of a batch still being written, which this read cannot see.
+        for (key, active) in in_flight {
+            let h = history.entry(key.clone()).or_insert((None, false));
+            h.0 = Some(now);
+            h.1 |= *active;
         }
         for (o, l) in candidates {
             let Some(f) = facts.facts_for(&o.profile_id, &l.queries, now, Some(now)) else {

@@ -417,6 +417,14 @@ pub struct Written {
 }
 
 impl Prepared {
+    /// Each run's `active` after this batch (for [`crate::dispatch::Carry`]).
+    pub fn active_after(&self) -> HashMap<String, bool> {
+        self.writes
+            .iter()
+            .map(|w| (w.update.id.clone(), w.update.active))
+            .collect()
+    }
+
     /// Writes the batch (call inside a store write job).
     pub fn write(self, ctx: &mut WriteCtx<'_>) -> Result<Written, StoreError> {
         for id in &self.orphans {

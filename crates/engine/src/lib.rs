@@ -182,6 +182,96 @@ impl Engine {
         Ok(t)
     }
 
+    /// [`Engine::triggers`] as a pipeline (`serve`): while one batch's
+    /// transaction commits, the next is read, planned and advanced in
+    /// memory — from where that batch leaves the cursors, counting its runs
+    /// as entered ([`dispatch::Carry`]). A batch whose write fails takes
+    /// the batch planned after it along; planning starts again from the
+    /// database.
+    async fn trigger_loop(self: Arc<Self>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        type Landing = tokio::task::JoinHandle<Result<Vec<executor::Written>, StoreError>>;
+        let mut in_flight: Option<(Landing, dispatch::Carry)> = None;
+        loop {
+            let carry = in_flight.as_ref().map(|f| f.1.clone()).unwrap_or_default();
+            let now = self.clock.now();
+            let planned = self.dispatcher.plan_with(&self.store, now, &carry).await;
+            let mut landed_ok = true;
+            if let Some((landing, _)) = in_flight.take() {
+                landed_ok = match landing.await {
+                    Ok(Ok(written)) => {
+                        let mut claimed = 0;
+                        for w in written {
+                            claimed += self.executor.written(w).claimed;
+                        }
+                        self.hand_deliveries();
+                        if claimed > 0 {
+                            self.runs_wake.notify_one();
+                        }
+                        true
+                    }
+                    // Another dispatcher took the batch.
+                    Ok(Err(StoreError::Conflict(_))) => false,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "dispatch write failed");
+                        tokio::time::sleep(self.config.poll).await;
+                        false
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "dispatch write task failed");
+                        tokio::time::sleep(self.config.poll).await;
+                        false
+                    }
+                };
+            }
+            if *stopped.borrow() {
+                // What was planned is dropped unwritten: nothing moved.
+                break;
+            }
+            let planned = match planned {
+                // Planned on top of a batch that was not written: plan again.
+                Ok(_) if !landed_ok => continue,
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "dispatch planning failed");
+                    Vec::new()
+                }
+            };
+            if planned.is_empty() {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll) => {}
+                    _ = stopped.changed() => {}
+                }
+                continue;
+            }
+            let mut next = dispatch::Carry::default();
+            let mut batches = Vec::with_capacity(planned.len());
+            for p in planned {
+                let claimed = executor::Claimed {
+                    owner: format!("{}:handoff", self.config.worker_id),
+                    runs: p.leased_rows(),
+                };
+                let prepared = self.executor.prepare_fresh(claimed, p.fresh(), now);
+                next.add(&p, &prepared.active_after());
+                batches.push((p, prepared));
+            }
+            let store = self.store.clone();
+            let landing = tokio::spawn(async move {
+                store
+                    .write(move |ctx| {
+                        let mut out = Vec::with_capacity(batches.len());
+                        for (p, prepared) in batches {
+                            p.commit(ctx)?;
+                            out.push(prepared.write(ctx)?);
+                        }
+                        Ok(out)
+                    })
+                    .await
+            });
+            in_flight = Some((landing, next));
+        }
+    }
+
     /// Dispatch, audiences and one batch of due runs, in that order (what
     /// the background loops do concurrently, done once in series).
     async fn work(&self) -> Result<Tick, EngineError> {
@@ -253,27 +343,7 @@ impl Engine {
         let delivery = self.deliverer.clone().spawn(self.config.poll);
         let mut tasks = Vec::new();
         let e = self.clone();
-        tasks.push(background(
-            stopped.clone(),
-            self.config.poll,
-            move || {
-                let e = e.clone();
-                async move {
-                    let t = e.triggers().await?;
-                    if t.executed.claimed > 0 {
-                        e.runs_wake.notify_one();
-                    }
-                    Ok(t.dispatched.items > 0)
-                }
-            },
-            {
-                let e = self.clone();
-                move || {
-                    let e = e.clone();
-                    async move { e.wake.notified().await }
-                }
-            },
-        ));
+        tasks.push(tokio::spawn(e.trigger_loop(stopped.clone())));
         for _ in 0..self.config.run_lanes.max(1) {
             let e = self.clone();
             tasks.push(background(

@@ -160,3 +160,59 @@ async fn profile_changed_during_a_batch_keeps_both_changes(backend: &str) {
 }
 
 on_both!(profile_changed_during_a_batch_keeps_both_changes);
+
+/// The pipelined trigger loop plans batch k+1 while batch k commits: the
+/// carry makes the plan start where batch k leaves the cursor and count
+/// batch k's runs as entered, so a profile never gets a second active run
+/// and no item is planned twice.
+async fn planning_on_top_of_a_batch_in_flight(backend: &str) {
+    let e = env(backend).await;
+    let m = e.metric("Viewed").await;
+    e.flow("live", ("metric", &m), json!({"triggers": [{"type": "metric", "id": m}],
+        "actions": [
+            {"id": "1", "type": "time-delay", "links": {"next": "2"}, "data": {"unit": "days", "value": 1}},
+            {"id": "2", "type": "update-profile", "links": {"next": null}, "data": {"status": "live",
+             "profile_operations": [{"operator": "update", "property_type": "string",
+                                     "property_key": "seen", "property_value": "yes"}]}}],
+        "entry_action_id": "1"}))
+        .await;
+    let p = e.profile("p@x.io", json!({})).await;
+    let q = e.profile("q@x.io", json!({})).await;
+    let w = engine_on(&e.store, &e.clock);
+    let now = outflow_core::Clock::now(e.clock.as_ref());
+    e.event(&m, &p, json!({}), false).await;
+    let first = w.dispatcher.plan(&e.store, now).await.expect("plan");
+    let planned: Vec<_> = first.iter().filter(|b| b.dispatched().runs > 0).collect();
+    assert_eq!(planned.len(), 1);
+    assert_eq!(planned[0].dispatched().runs, 1);
+    let mut carry = outflow_engine::dispatch::Carry::default();
+    for b in &first {
+        carry.add(b, &std::collections::HashMap::new());
+    }
+    // Batch 1 is not written yet; p and q send events.
+    e.event(&m, &p, json!({}), false).await;
+    e.event(&m, &q, json!({}), false).await;
+    let second = w
+        .dispatcher
+        .plan_with(&e.store, now, &carry)
+        .await
+        .expect("plan on top");
+    let d: Vec<_> = second.iter().map(|b| b.dispatched()).collect();
+    assert_eq!(
+        d.iter().map(|d| d.items).sum::<usize>(),
+        2,
+        "only the two new events: {d:?}"
+    );
+    assert_eq!(
+        d.iter().map(|d| d.runs).sum::<usize>(),
+        1,
+        "q enters, p already has a run"
+    );
+    let rows: Vec<_> = second.iter().flat_map(|b| b.leased_rows()).collect();
+    assert_eq!(rows[0].profile_id, q);
+    // Without the carry the same read would plan the first event again.
+    let again = w.dispatcher.plan(&e.store, now).await.expect("plan");
+    assert_eq!(again.iter().map(|b| b.dispatched().runs).sum::<usize>(), 2);
+}
+
+on_both!(planning_on_top_of_a_batch_in_flight);
