@@ -574,9 +574,10 @@ impl Deliverer {
             return Ok(0);
         }
         let n = batch.len();
-        let finals = batch
-            .iter()
-            .any(|r| !matches!(r.next, Next::Retry { .. } | Next::Defer { .. }));
+        // Runs the recorder ends itself need no engine pass.
+        let finals = batch.iter().any(|r| {
+            !r.delivery.finishes_run && !matches!(r.next, Next::Retry { .. } | Next::Defer { .. })
+        });
         let now = to_micros(self.clock.now());
         let written = self
             .store
