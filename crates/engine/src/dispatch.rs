@@ -381,6 +381,27 @@ impl Planned {
     }
 }
 
+impl Planned {
+    /// [`Planned::commit`] with the new runs' first steps: the cursor
+    /// move, then each run inserted already advanced, its steps and
+    /// effects (`prepared` from
+    /// [`crate::executor::Executor::prepare_fresh`] on this batch).
+    pub fn commit_advanced(
+        self,
+        ctx: &mut WriteCtx<'_>,
+        prepared: crate::executor::Prepared,
+    ) -> Result<crate::executor::Written, StoreError> {
+        let feed = self.feed;
+        if !runs::advance_cursor(ctx.conn, feed, self.plan.from, self.plan.to, self.now_us)? {
+            return Err(StoreError::Conflict(format!(
+                "the {feed} cursor moved under us"
+            )));
+        }
+        let l = self.lease.as_ref().map(|(o, u)| (o.as_str(), *u));
+        prepared.write_new(ctx, &self.plan.runs, l)
+    }
+}
+
 impl Dispatcher {
     pub fn new(batch: usize) -> Self {
         Self {

@@ -417,6 +417,26 @@ pub struct Written {
 }
 
 impl Prepared {
+    /// Writes a batch of runs dispatch has just planned (`runs`, not yet
+    /// stored): each is inserted already in its state after these steps,
+    /// then the steps and effects follow as in [`Prepared::write`].
+    pub fn write_new(
+        self,
+        ctx: &mut WriteCtx<'_>,
+        new: &[runs::NewRun],
+        lease: Option<(&str, i64)>,
+    ) -> Result<Written, StoreError> {
+        {
+            let by_id: HashMap<&str, &RunUpdate> = self
+                .writes
+                .iter()
+                .map(|w| (w.update.id.as_str(), &w.update))
+                .collect();
+            runs::insert_runs_advanced(ctx.conn, new, &by_id, lease)?;
+        }
+        self.write_stored(ctx, Stored::Inserted)
+    }
+
     /// Each run's `active` after this batch (for [`crate::dispatch::Carry`]).
     pub fn active_after(&self) -> HashMap<String, bool> {
         self.writes
@@ -427,10 +447,15 @@ impl Prepared {
 
     /// Writes the batch (call inside a store write job).
     pub fn write(self, ctx: &mut WriteCtx<'_>) -> Result<Written, StoreError> {
+        self.write_stored(ctx, Stored::Leased)
+    }
+
+    fn write_stored(self, ctx: &mut WriteCtx<'_>, stored: Stored) -> Result<Written, StoreError> {
         for id in &self.orphans {
             runs::release_lease(ctx.conn, id, &self.owner)?;
         }
-        let (advanced, lost, handed) = write_batch(ctx, self.writes, self.handoff, self.now)?;
+        let (advanced, lost, handed) =
+            write_batch(ctx, self.writes, self.handoff, self.now, stored)?;
         Ok(Written {
             claimed: self.claimed,
             advanced,
@@ -728,11 +753,21 @@ fn step_run(
 /// `INSERT … ON CONFLICT DO NOTHING RETURNING` (only effects whose key is
 /// new are performed), and the profile updates in one read and one write.
 /// Writes a batch; returns (advanced, lost, deliveries handed off).
+/// How a batch's runs are stored when [`write_batch`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// Leased rows: each transition is written only where the lease holds.
+    Leased,
+    /// Inserted in this transaction already in their new state.
+    Inserted,
+}
+
 fn write_batch(
     ctx: &mut WriteCtx<'_>,
     writes: Vec<RunWrite>,
     handoff: Option<(String, i64)>,
     now: DateTime<Utc>,
+    stored: Stored,
 ) -> Result<(usize, usize, Vec<deliveries::Claimed>), StoreError> {
     let now_us = to_micros(now);
     let (mut done, mut lost) = (0, 0);
@@ -743,6 +778,10 @@ fn write_batch(
         .filter(|o| writes.iter().all(|w| &w.update.lease_owner == *o))
         .cloned();
     match one_owner {
+        _ if stored == Stored::Inserted => {
+            done = writes.len();
+            kept = writes;
+        }
         Some(owner) => {
             let updates: Vec<&RunUpdate> = writes.iter().map(|w| &w.update).collect();
             let held = runs::finish_many(ctx.conn, &owner, &updates)?;

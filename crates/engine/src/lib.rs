@@ -159,10 +159,7 @@ impl Engine {
             let prepared = self.executor.prepare_fresh(claimed, planned.fresh(), now);
             let written = self
                 .store
-                .write(move |ctx| {
-                    planned.commit(ctx)?;
-                    prepared.write(ctx)
-                })
+                .write(move |ctx| planned.commit_advanced(ctx, prepared))
                 .await;
             match written {
                 Ok(w) => {
@@ -261,8 +258,7 @@ impl Engine {
                     .write(move |ctx| {
                         let mut out = Vec::with_capacity(batches.len());
                         for (p, prepared) in batches {
-                            p.commit(ctx)?;
-                            out.push(prepared.write(ctx)?);
+                            out.push(p.commit_advanced(ctx, prepared)?);
                         }
                         Ok(out)
                     })

@@ -155,6 +155,50 @@ pub fn insert_runs_leased(
     Ok(())
 }
 
+/// Creates runs that their creator has already advanced: each row is
+/// inserted in its state after its first steps (`updates` by run id), so
+/// a new run costs one row write, not an insert and an update. A run
+/// without an update is inserted leased to `lease`, as
+/// [`insert_runs_leased`] would.
+pub fn insert_runs_advanced(
+    conn: &mut dyn Conn,
+    runs: &[NewRun],
+    updates: &std::collections::HashMap<&str, &RunUpdate>,
+    lease: Option<(&str, i64)>,
+) -> Result<(), StoreError> {
+    for r in runs {
+        let Some(u) = updates.get(r.id.as_str()) else {
+            insert_runs_leased(conn, std::slice::from_ref(r), lease)?;
+            continue;
+        };
+        conn.execute(
+            "INSERT INTO runs (id, account_id, flow_id, flow_version, profile_id, trigger_event_id, \
+             current_action, state, exit_reason, due, entered, event, active, step_count, updated, \
+             last_worker) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            params![
+                &r.id,
+                &r.account_id,
+                &r.flow_id,
+                r.flow_version,
+                &r.profile_id,
+                &r.trigger_event_id,
+                &u.current_action,
+                &u.state,
+                &u.exit_reason,
+                u.due,
+                r.entered,
+                &r.event,
+                u.active,
+                u.step_count,
+                u.updated,
+                &u.lease_owner
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 impl NewRun {
     /// The run as its lease holder sees it right after insert.
     pub fn leased_row(&self, owner: &str) -> RunRow {
