@@ -230,6 +230,17 @@ fn fingerprint(conn: &mut dyn Conn) -> Result<(i64, i64, i64), StoreError> {
     })
 }
 
+/// A new index if the flows table changed since `known` was built.
+fn rebuilt_index(
+    conn: &mut dyn Conn,
+    known: &FlowIndex,
+) -> Result<Option<Arc<FlowIndex>>, StoreError> {
+    if Some(fingerprint(conn)?) == known.fingerprint {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(build_index(conn)?)))
+}
+
 fn build_index(conn: &mut dyn Conn) -> Result<FlowIndex, StoreError> {
     let mut index = FlowIndex {
         fingerprint: Some(fingerprint(conn)?),
@@ -250,7 +261,7 @@ fn build_index(conn: &mut dyn Conn) -> Result<FlowIndex, StoreError> {
                 continue;
             }
         };
-        let queries = def.required_metric_queries();
+        let compiled = Arc::new(Compiled::new(Arc::new(def), 0));
         index
             .by_trigger
             .entry((l.account_id.clone(), trigger_type, trigger_ref))
@@ -261,9 +272,9 @@ fn build_index(conn: &mut dyn Conn) -> Result<FlowIndex, StoreError> {
                 status: flow_status(&l.status),
                 version: l.version,
                 went_live_seq: l.went_live_seq,
-                compiled: Arc::new(Compiled::new(def.clone(), 0)),
-                def: Arc::new(def),
-                queries,
+                def: compiled.def.clone(),
+                queries: compiled.queries.clone(),
+                compiled,
             }));
     }
     Ok(index)
@@ -369,19 +380,11 @@ impl Planned {
     /// dispatcher moved it, so the caller's whole transaction is dropped)
     /// and inserts the runs; returns them as leased rows.
     pub fn commit(self, ctx: &mut WriteCtx<'_>) -> Result<Vec<runs::RunRow>, StoreError> {
-        let feed = self.feed;
-        if !runs::advance_cursor(ctx.conn, feed, self.plan.from, self.plan.to, self.now_us)? {
-            return Err(StoreError::Conflict(format!(
-                "the {feed} cursor moved under us"
-            )));
-        }
-        let l = self.lease.as_ref().map(|(o, u)| (o.as_str(), *u));
-        runs::insert_runs_leased(ctx.conn, &self.plan.runs, l)?;
+        self.move_cursor(ctx)?;
+        runs::insert_runs_leased(ctx.conn, &self.plan.runs, self.lease())?;
         Ok(self.leased_rows())
     }
-}
 
-impl Planned {
     /// [`Planned::commit`] with the new runs' first steps: the cursor
     /// move, then each run inserted already advanced, its steps and
     /// effects (`prepared` from
@@ -391,14 +394,22 @@ impl Planned {
         ctx: &mut WriteCtx<'_>,
         prepared: crate::executor::Prepared,
     ) -> Result<crate::executor::Written, StoreError> {
+        self.move_cursor(ctx)?;
+        prepared.write_new(ctx, &self.plan.runs, self.lease())
+    }
+
+    fn lease(&self) -> Option<(&str, i64)> {
+        self.lease.as_ref().map(|(o, u)| (o.as_str(), *u))
+    }
+
+    fn move_cursor(&self, ctx: &mut WriteCtx<'_>) -> Result<(), StoreError> {
         let feed = self.feed;
         if !runs::advance_cursor(ctx.conn, feed, self.plan.from, self.plan.to, self.now_us)? {
             return Err(StoreError::Conflict(format!(
                 "the {feed} cursor moved under us"
             )));
         }
-        let l = self.lease.as_ref().map(|(o, u)| (o.as_str(), *u));
-        prepared.write_new(ctx, &self.plan.runs, l)
+        Ok(())
     }
 }
 
@@ -450,25 +461,18 @@ impl Dispatcher {
     /// Rebuilds the index when the flows table changed since the last
     /// build (one small query when nothing changed).
     pub async fn refresh(&self, store: &Store) -> Result<bool, EngineError> {
-        let known = self.index().fingerprint;
-        let rebuilt = store
-            .read(move |conn| {
-                if Some(fingerprint(conn)?) == known {
-                    return Ok(None);
-                }
-                build_index(conn).map(Some)
-            })
-            .await?;
-        match rebuilt {
-            Some(index) => {
-                tracing::debug!(flows = index.len(), "trigger index rebuilt");
-                if let Ok(mut slot) = self.index.lock() {
-                    *slot = Arc::new(index);
-                }
-                Ok(true)
-            }
-            None => Ok(false),
+        let known = self.index();
+        let rebuilt = store.read(move |conn| rebuilt_index(conn, &known)).await?;
+        Ok(self.install(rebuilt))
+    }
+
+    fn install(&self, rebuilt: Option<Arc<FlowIndex>>) -> bool {
+        let Some(index) = rebuilt else { return false };
+        tracing::debug!(flows = index.len(), "trigger index rebuilt");
+        if let Ok(mut slot) = self.index.lock() {
+            *slot = index;
         }
+        true
     }
 
     /// One batch from every feed, each written in its own transaction.
@@ -535,11 +539,7 @@ impl Dispatcher {
             .map(|(o, l)| (o.clone(), to_micros(now + *l)));
         let (rebuilt, planned) = store
             .read(move |conn| {
-                let rebuilt = if Some(fingerprint(conn)?) == known.fingerprint {
-                    None
-                } else {
-                    Some(Arc::new(build_index(conn)?))
-                };
+                let rebuilt = rebuilt_index(conn, &known)?;
                 let index = rebuilt.clone().unwrap_or(known);
                 let mut out = Vec::new();
                 for src in &sources {
@@ -579,12 +579,7 @@ impl Dispatcher {
                 Ok((rebuilt, out))
             })
             .await?;
-        if let Some(index) = rebuilt {
-            tracing::debug!(flows = index.len(), "trigger index rebuilt");
-            if let Ok(mut slot) = self.index.lock() {
-                *slot = index;
-            }
-        }
+        self.install(rebuilt);
         Ok(planned)
     }
 }

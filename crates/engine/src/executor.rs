@@ -36,8 +36,8 @@ use std::sync::{Arc, Mutex};
 pub struct Compiled {
     /// The flow's `updated` read before this version was.
     stamp: i64,
-    def: FlowDefinition,
-    queries: Vec<MetricQuery>,
+    pub(crate) def: Arc<FlowDefinition>,
+    pub(crate) queries: Vec<MetricQuery>,
     /// Each send-webhook action's templates, compiled once.
     webhooks: HashMap<String, Result<Arc<CompiledWebhook>, WebhookRenderError>>,
 }
@@ -51,7 +51,7 @@ impl std::fmt::Debug for Compiled {
 }
 
 impl Compiled {
-    pub fn new(def: FlowDefinition, stamp: i64) -> Self {
+    pub fn new(def: Arc<FlowDefinition>, stamp: i64) -> Self {
         let webhooks = def
             .actions
             .iter()
@@ -214,14 +214,8 @@ impl Executor {
         now: DateTime<Utc>,
     ) -> Result<Prepared, EngineError> {
         if claimed.runs.is_empty() {
-            return Ok(Prepared {
-                owner: claimed.owner,
-                claimed: 0,
-                writes: Vec::new(),
-                orphans: Vec::new(),
-                handoff: self.handoff_until(now),
-                now,
-            });
+            let none = |_: &RunRow| None;
+            return Ok(self.advance_all(claimed, none, &Loaded::default(), &HashMap::new(), now));
         }
         let cached: HashMap<(String, i64), Arc<Compiled>> =
             self.defs.lock().map(|m| m.clone()).unwrap_or_default();
@@ -274,7 +268,7 @@ impl Executor {
                     if let Some(json) = outflow_store::flows::version(conn, &flow, version)? {
                         match FlowDefinition::parse(json, "") {
                             Ok(def) => {
-                                let c = Compiled::new(def, stamp);
+                                let c = Compiled::new(Arc::new(def), stamp);
                                 for q in &c.queries {
                                     if !queries.contains(q) {
                                         queries.push(q.clone());

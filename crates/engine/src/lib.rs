@@ -144,39 +144,67 @@ impl Engine {
     }
 
     /// Dispatch and the runs it created, advanced at once: the latency
-    /// path from an event to its first step. Per feed batch one
-    /// transaction holds the cursor move, the new runs and their first
-    /// steps and effects (deliveries go to the deliverer after it commits).
+    /// path from an event to its first step. One transaction holds the
+    /// pass's cursor moves, the new runs and their first steps and effects
+    /// (deliveries go to the deliverer after it commits).
     async fn triggers(&self) -> Result<Tick, EngineError> {
-        let mut t = Tick::default();
         let now = self.clock.now();
-        for planned in self.dispatcher.plan(&self.store, now).await? {
-            let done = planned.dispatched();
-            let claimed = executor::Claimed {
-                owner: format!("{}:handoff", self.config.worker_id),
-                runs: planned.leased_rows(),
-            };
-            let prepared = self.executor.prepare_fresh(claimed, planned.fresh(), now);
-            let written = self
-                .store
-                .write(move |ctx| planned.commit_advanced(ctx, prepared))
-                .await;
-            match written {
-                Ok(w) => {
-                    let x = self.executor.written(w);
-                    t.executed.claimed += x.claimed;
-                    t.executed.advanced += x.advanced;
-                    t.executed.lost += x.lost;
-                    t.dispatched.items += done.items;
-                    t.dispatched.runs += done.runs;
-                    self.hand_deliveries();
-                }
-                // Another dispatcher took this batch; ours is discarded whole.
-                Err(outflow_store::StoreError::Conflict(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+        let planned = self.dispatcher.plan(&self.store, now).await?;
+        let mut t = Tick::default();
+        if planned.is_empty() {
+            return Ok(t);
+        }
+        for p in &planned {
+            let d = p.dispatched();
+            t.dispatched.items += d.items;
+            t.dispatched.runs += d.runs;
+        }
+        let (batches, _) = self.prepare_planned(planned, now);
+        match commit_planned(self.store.clone(), batches).await {
+            Ok(written) => t.executed = self.land(written),
+            // Another dispatcher took a batch; the pass is discarded whole.
+            Err(StoreError::Conflict(_)) => t.dispatched = dispatch::Dispatched::default(),
+            Err(e) => return Err(e.into()),
         }
         Ok(t)
+    }
+
+    /// Advances planned runs in memory ([`executor::Executor::prepare_fresh`]);
+    /// also returns what the batches change for a plan made before they
+    /// commit.
+    fn prepare_planned(
+        &self,
+        planned: Vec<dispatch::Planned>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (
+        Vec<(dispatch::Planned, executor::Prepared)>,
+        dispatch::Carry,
+    ) {
+        let mut carry = dispatch::Carry::default();
+        let mut batches = Vec::with_capacity(planned.len());
+        for p in planned {
+            let claimed = executor::Claimed {
+                owner: format!("{}:handoff", self.config.worker_id),
+                runs: p.leased_rows(),
+            };
+            let prepared = self.executor.prepare_fresh(claimed, p.fresh(), now);
+            carry.add(&p, &prepared.active_after());
+            batches.push((p, prepared));
+        }
+        (batches, carry)
+    }
+
+    /// Counts written batches and hands their deliveries to the deliverer.
+    fn land(&self, written: Vec<executor::Written>) -> executor::Executed {
+        let mut x = executor::Executed::default();
+        for w in written {
+            let e = self.executor.written(w);
+            x.claimed += e.claimed;
+            x.advanced += e.advanced;
+            x.lost += e.lost;
+        }
+        self.hand_deliveries();
+        x
     }
 
     /// [`Engine::triggers`] as a pipeline (`serve`): while one batch's
@@ -196,12 +224,7 @@ impl Engine {
             if let Some((landing, _)) = in_flight.take() {
                 landed_ok = match landing.await {
                     Ok(Ok(written)) => {
-                        let mut claimed = 0;
-                        for w in written {
-                            claimed += self.executor.written(w).claimed;
-                        }
-                        self.hand_deliveries();
-                        if claimed > 0 {
+                        if self.land(written).claimed > 0 {
                             self.runs_wake.notify_one();
                         }
                         true
@@ -241,29 +264,8 @@ impl Engine {
                 }
                 continue;
             }
-            let mut next = dispatch::Carry::default();
-            let mut batches = Vec::with_capacity(planned.len());
-            for p in planned {
-                let claimed = executor::Claimed {
-                    owner: format!("{}:handoff", self.config.worker_id),
-                    runs: p.leased_rows(),
-                };
-                let prepared = self.executor.prepare_fresh(claimed, p.fresh(), now);
-                next.add(&p, &prepared.active_after());
-                batches.push((p, prepared));
-            }
-            let store = self.store.clone();
-            let landing = tokio::spawn(async move {
-                store
-                    .write(move |ctx| {
-                        let mut out = Vec::with_capacity(batches.len());
-                        for (p, prepared) in batches {
-                            out.push(p.commit_advanced(ctx, prepared)?);
-                        }
-                        Ok(out)
-                    })
-                    .await
-            });
+            let (batches, next) = self.prepare_planned(planned, now);
+            let landing = tokio::spawn(commit_planned(self.store.clone(), batches));
             in_flight = Some((landing, next));
         }
     }
@@ -396,6 +398,22 @@ impl Engine {
             delivery,
         }
     }
+}
+
+/// Writes a pass's planned batches and their runs' first steps in one
+/// transaction.
+async fn commit_planned(
+    store: Store,
+    batches: Vec<(dispatch::Planned, executor::Prepared)>,
+) -> Result<Vec<executor::Written>, StoreError> {
+    store
+        .write(move |ctx| {
+            batches
+                .into_iter()
+                .map(|(p, prepared)| p.commit_advanced(ctx, prepared))
+                .collect()
+        })
+        .await
 }
 
 /// One background loop: `pass` until it finds nothing, then wait for
