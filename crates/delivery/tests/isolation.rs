@@ -103,6 +103,7 @@ async fn run(backend: &str, good: &str, hits: &AtomicUsize, bad: Option<&str>) -
             let Some(url) = url else { continue };
             rows.push(NewDelivery {
                 finishes_run: false,
+                run_steps: 0,
                 id: outflow_store::new_ulid(),
                 account_id: account.clone(),
                 run_id: format!("run-{action}-{i}"),
@@ -123,9 +124,7 @@ async fn run(backend: &str, good: &str, hits: &AtomicUsize, bad: Option<&str>) -
     }
     store
         .write(move |ctx| {
-            for r in &rows {
-                deliveries::insert(ctx.conn, r)?;
-            }
+            deliveries::insert_many(ctx.conn, &rows)?;
             Ok(())
         })
         .await

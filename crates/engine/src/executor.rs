@@ -635,6 +635,7 @@ fn step_run(
                             .def
                             .action(&action_id)
                             .is_some_and(|a| a.links.next.is_none()),
+                        run_steps: 0,
                     };
                     match rendered {
                         Ok(r) => {
@@ -801,26 +802,38 @@ fn write_batch(
     }
     let steps: Vec<&StepRow> = kept.iter().flat_map(|w| w.steps.iter()).collect();
     runs::insert_steps(ctx.conn, &steps)?;
+    // A delivery is its own effect key: `deliveries` is unique on (run,
+    // action), so its insert claims the key and no run_effects row is
+    // written for it.
     let keys: Vec<runs::EffectKey<'_>> = kept
         .iter()
         .flat_map(|w| {
             w.effects
                 .iter()
+                .filter(|(_, _, e)| !matches!(e, EffectWrite::Delivery(_)))
                 .map(|(action, kind, _)| (w.update.id.as_str(), action.as_str(), *kind))
         })
         .collect();
-    if keys.is_empty() {
+    let has_effects = kept.iter().any(|w| !w.effects.is_empty());
+    if !has_effects {
         return Ok((done, lost, Vec::new()));
     }
-    let mut fresh = runs::record_effects(ctx.conn, &keys, now_us)?;
+    let mut fresh = if keys.is_empty() {
+        Default::default()
+    } else {
+        runs::record_effects(ctx.conn, &keys, now_us)?
+    };
     drop(keys);
     let mut profile_ops = Vec::new();
-    let mut handed = Vec::new();
+    let mut new_deliveries = Vec::new();
     for w in kept {
         let run_id = w.update.id;
+        let run_steps = w.update.step_count;
         for (action_id, _, effect) in w.effects {
             // Removing the key makes a repeated (run, action) count once.
-            if !fresh.remove(&(run_id.clone(), action_id)) {
+            if !matches!(effect, EffectWrite::Delivery(_))
+                && !fresh.remove(&(run_id.clone(), action_id))
+            {
                 continue;
             }
             match effect {
@@ -834,9 +847,8 @@ fn write_batch(
                     if pending {
                         d.lease = handoff.clone();
                     }
-                    if deliveries::insert(ctx.conn, &d)? && d.lease.is_some() {
-                        handed.push(d.claimed());
-                    }
+                    d.run_steps = run_steps;
+                    new_deliveries.push(*d);
                 }
                 EffectWrite::List {
                     account_id,
@@ -851,6 +863,12 @@ fn write_batch(
         }
     }
     update_profiles(ctx, profile_ops, now_us)?;
+    let inserted = deliveries::insert_many(ctx.conn, &new_deliveries)?;
+    let mut handed: Vec<deliveries::Claimed> = new_deliveries
+        .iter()
+        .filter(|d| d.lease.is_some() && inserted.contains(&d.id))
+        .map(NewDelivery::claimed)
+        .collect();
     deliveries::mark_disabled(ctx.conn, &mut handed)?;
     Ok((done, lost, handed))
 }

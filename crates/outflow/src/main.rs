@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
                 },
             )?;
             init_logging(&config.log);
-            rt_for_serve()?.block_on(outflow::serve(config, shutdown_signal()))
+            outflow::serve_runtime()?.block_on(outflow::serve(config, shutdown_signal()))
         }
         Command::Migrate { database } => {
             let config = Config::load(
@@ -93,17 +93,6 @@ fn main() -> anyhow::Result<()> {
         Command::Template(TemplateCommand::Render(args)) => template_cmd::render(args),
         Command::Template(TemplateCommand::Cases { file }) => template_cmd::cases(&file),
     }
-}
-
-/// The store's writer thread keeps one core busy under load, so the async
-/// workers take the others (at least one). `TOKIO_WORKER_THREADS` overrides.
-fn rt_for_serve() -> std::io::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        b.worker_threads(cores.saturating_sub(1).max(1));
-    }
-    b.enable_all().build()
 }
 
 fn init_logging(filter: &str) {

@@ -45,6 +45,10 @@ const SQLITE: &[Migration] = &[
         version: 9,
         sql: include_str!("../migrations/sqlite/0009_went_live.sql"),
     },
+    Migration {
+        version: 10,
+        sql: include_str!("../migrations/sqlite/0010_lean_rows.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -83,6 +87,10 @@ const POSTGRES: &[Migration] = &[
     Migration {
         version: 9,
         sql: include_str!("../migrations/postgres/0009_went_live.sql"),
+    },
+    Migration {
+        version: 10,
+        sql: include_str!("../migrations/postgres/0010_lean_rows.sql"),
     },
 ];
 

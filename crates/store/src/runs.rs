@@ -166,35 +166,45 @@ pub fn insert_runs_advanced(
     updates: &std::collections::HashMap<&str, &RunUpdate>,
     lease: Option<(&str, i64)>,
 ) -> Result<(), StoreError> {
+    const COLS: usize = 16;
+    let mut advanced = Vec::with_capacity(runs.len());
     for r in runs {
-        let Some(u) = updates.get(r.id.as_str()) else {
-            insert_runs_leased(conn, std::slice::from_ref(r), lease)?;
-            continue;
-        };
-        conn.execute(
-            "INSERT INTO runs (id, account_id, flow_id, flow_version, profile_id, trigger_event_id, \
-             current_action, state, exit_reason, due, entered, event, active, step_count, updated, \
-             last_worker) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            params![
-                &r.id,
-                &r.account_id,
-                &r.flow_id,
-                r.flow_version,
-                &r.profile_id,
-                &r.trigger_event_id,
-                &u.current_action,
-                &u.state,
-                &u.exit_reason,
-                u.due,
-                r.entered,
-                &r.event,
-                u.active,
-                u.step_count,
-                u.updated,
-                &u.lease_owner
-            ],
-        )?;
+        match updates.get(r.id.as_str()) {
+            Some(u) => advanced.push((r, *u)),
+            None => insert_runs_leased(conn, std::slice::from_ref(r), lease)?,
+        }
+    }
+    for chunk in row_chunks(&advanced) {
+        let sql = shaped("insert_runs_advanced", chunk.len(), || {
+            format!(
+                "INSERT INTO runs (id, account_id, flow_id, flow_version, profile_id, trigger_event_id, \
+                 current_action, state, exit_reason, due, entered, event, active, step_count, updated, \
+                 last_worker) VALUES {}",
+                values_list(1, chunk.len(), COLS)
+            )
+        });
+        let mut p: Vec<Param<'_>> = Vec::with_capacity(chunk.len() * COLS);
+        for (r, u) in chunk {
+            p.extend([
+                Param::Text(&r.id),
+                Param::Text(&r.account_id),
+                Param::Text(&r.flow_id),
+                Param::Int(r.flow_version),
+                Param::Text(&r.profile_id),
+                Param::from(&r.trigger_event_id),
+                Param::from(&u.current_action),
+                Param::Text(&u.state),
+                Param::from(&u.exit_reason),
+                Param::from(u.due),
+                Param::Int(r.entered),
+                Param::from(&r.event),
+                Param::from(u.active),
+                Param::Int(u.step_count),
+                Param::Int(u.updated),
+                Param::Text(&u.lease_owner),
+            ]);
+        }
+        conn.execute(&sql, &p)?;
     }
     Ok(())
 }
@@ -312,38 +322,31 @@ pub fn finish_many(
 ) -> Result<std::collections::HashSet<String>, StoreError> {
     const COLS: usize = 8;
     let mut out = std::collections::HashSet::with_capacity(updates.len());
-    for chunk in updates.chunks(ROWS_PER_STATEMENT) {
-        let rows = chunk.len().next_power_of_two();
-        // VALUES columns are column1… in both SQLite and PostgreSQL; the
-        // integer ones are cast so PostgreSQL types them.
-        let values = (0..rows)
-            .map(|r| {
-                let b = 2 + r * COLS;
-                format!(
-                    "(${}, ${}, ${}, ${}, CAST(${} AS BIGINT), CAST(${} AS BIGINT), \
-                     CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
-                    b,
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+    for chunk in row_chunks(updates) {
         let by_rowid = conn.dialect() == Dialect::Sqlite && chunk.iter().all(|u| u.rowid.is_some());
-        let key = if by_rowid { "runs.rowid" } else { "runs.id" };
-        let sql = format!(
-            "UPDATE runs SET current_action = v.column2, state = v.column3, exit_reason = v.column4, \
-             due = v.column5, active = v.column6, step_count = v.column7, updated = v.column8, \
-             input = NULL, lease_owner = NULL, lease_until = NULL, last_worker = $1 \
-             FROM (VALUES {values}) AS v WHERE {key} = v.column1 AND runs.lease_owner = $1 \
-             RETURNING runs.id"
-        );
-        let mut p: Vec<Param<'_>> = Vec::with_capacity(rows * COLS);
+        let name = if by_rowid {
+            "finish_many_rowid"
+        } else {
+            "finish_many"
+        };
+        let sql = shaped(name, chunk.len(), || {
+            // VALUES columns are column1… in both SQLite and PostgreSQL.
+            let values = typed_values(
+                2,
+                chunk.len(),
+                &[false, false, false, false, true, true, true, true],
+            );
+            let key = if by_rowid { "runs.rowid" } else { "runs.id" };
+            format!(
+                "UPDATE runs SET current_action = v.column2, state = v.column3, exit_reason = v.column4, \
+                 due = v.column5, active = v.column6, step_count = v.column7, updated = v.column8, \
+                 input = NULL, lease_owner = NULL, lease_until = NULL, last_worker = $1 \
+                 FROM (VALUES {values}) AS v WHERE {key} = v.column1 AND runs.lease_owner = $1 \
+                 RETURNING runs.id"
+            )
+        });
+        let mut p: Vec<Param<'_>> = Vec::with_capacity(1 + chunk.len() * COLS);
+        p.push(Param::Text(owner));
         for u in chunk {
             match u.rowid {
                 Some(rowid) if by_rowid => p.push(Param::Int(rowid)),
@@ -357,8 +360,6 @@ pub fn finish_many(
             p.push(Param::Int(u.step_count));
             p.push(Param::Int(u.updated));
         }
-        pad_rows(&mut p, COLS, rows);
-        p.insert(0, Param::Text(owner));
         for r in conn.query(&sql, &p)? {
             out.insert(r.text(0)?);
         }
@@ -394,56 +395,91 @@ pub fn insert_step(conn: &mut dyn Conn, s: &StepRow) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Rows per multi-row statement: a power of two, so a batch uses a handful
-/// of statement shapes, and small enough for SQLite's 32,766 and
-/// PostgreSQL's 65,535 parameters at 6 columns.
-const ROWS_PER_STATEMENT: usize = 1024;
+/// Most rows in one multi-row statement; within SQLite's 32,766 and
+/// PostgreSQL's 65,535 parameters at 8 columns.
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// Splits `items` into chunks whose lengths are powers of two (at most
+/// [`ROWS_PER_STATEMENT`]): a batch then uses a handful of statement shapes
+/// the statement cache keeps, and no row is padded or written twice.
+pub(crate) fn row_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let n = ROWS_PER_STATEMENT.min(1 << items.len().ilog2());
+        let (head, rest) = items.split_at(n);
+        items = rest;
+        Some(head)
+    })
+}
+
+thread_local! {
+    /// Multi-row statement texts by (statement, rows): built once per
+    /// shape, not per batch.
+    static SHAPES: std::cell::RefCell<std::collections::HashMap<(&'static str, usize), std::rc::Rc<str>>> =
+        Default::default();
+}
+
+/// The text of statement `name` for `rows` rows, built by `build` once.
+pub(crate) fn shaped(
+    name: &'static str,
+    rows: usize,
+    build: impl FnOnce() -> String,
+) -> std::rc::Rc<str> {
+    SHAPES.with(|m| {
+        m.borrow_mut()
+            .entry((name, rows))
+            .or_insert_with(|| build().into())
+            .clone()
+    })
+}
 
 /// `($s, $s+1, …), (…)` for `rows` rows of `cols` columns from `$start`.
-fn values_list(start: usize, rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 7);
+pub(crate) fn values_list(start: usize, rows: usize, cols: usize) -> String {
+    typed_values(start, rows, &vec![false; cols])
+}
+
+/// Like [`values_list`], one column per entry of `bigint`; those marked
+/// true are written `CAST($n AS BIGINT)`, so PostgreSQL can type a NULL in
+/// a `FROM (VALUES …)` list.
+pub(crate) fn typed_values(start: usize, rows: usize, bigint: &[bool]) -> String {
+    let cols = bigint.len();
+    let mut s = String::with_capacity(rows * cols * 12);
     for r in 0..rows {
         if r > 0 {
             s.push_str(", ");
         }
         s.push('(');
-        for c in 0..cols {
+        for (c, cast) in bigint.iter().enumerate() {
             if c > 0 {
                 s.push_str(", ");
             }
-            s.push('$');
-            s.push_str(&(start + r * cols + c).to_string());
+            let n = start + r * cols + c;
+            if *cast {
+                s.push_str(&format!("CAST(${n} AS BIGINT)"));
+            } else {
+                s.push_str(&format!("${n}"));
+            }
         }
         s.push(')');
     }
     s
 }
 
-/// Pads a chunk's parameters to the statement's row count by repeating its
-/// last row (harmless under `ON CONFLICT DO NOTHING`).
-fn pad_rows(p: &mut Vec<Param<'_>>, cols: usize, rows: usize) {
-    let have = p.len() / cols;
-    if have == 0 {
-        return;
-    }
-    let last: Vec<Param<'_>> = p[p.len() - cols..].to_vec();
-    for _ in have..rows {
-        p.extend_from_slice(&last);
-    }
-}
-
 /// Inserts many steps with a few multi-row statements (existing (run, n)
 /// rows are kept).
 pub fn insert_steps(conn: &mut dyn Conn, steps: &[&StepRow]) -> Result<(), StoreError> {
     const COLS: usize = 6;
-    for chunk in steps.chunks(ROWS_PER_STATEMENT) {
-        let rows = chunk.len().next_power_of_two();
-        let sql = format!(
-            "INSERT INTO run_steps (run_id, n, action_id, outcome, at, detail) VALUES {} \
-             ON CONFLICT (run_id, n) DO NOTHING",
-            values_list(1, rows, COLS)
-        );
-        let mut p: Vec<Param<'_>> = Vec::with_capacity(rows * COLS);
+    for chunk in row_chunks(steps) {
+        let sql = shaped("insert_steps", chunk.len(), || {
+            format!(
+                "INSERT INTO run_steps (run_id, n, action_id, outcome, at, detail) VALUES {} \
+                 ON CONFLICT (run_id, n) DO NOTHING",
+                values_list(1, chunk.len(), COLS)
+            )
+        });
+        let mut p: Vec<Param<'_>> = Vec::with_capacity(chunk.len() * COLS);
         for s in chunk {
             p.push(Param::Text(&s.run_id));
             p.push(Param::Int(s.n));
@@ -452,7 +488,6 @@ pub fn insert_steps(conn: &mut dyn Conn, steps: &[&StepRow]) -> Result<(), Store
             p.push(Param::Int(s.at));
             p.push(Param::from(&s.detail));
         }
-        pad_rows(&mut p, COLS, rows);
         conn.execute(&sql, &p)?;
     }
     Ok(())
@@ -471,29 +506,27 @@ pub fn record_effects(
 ) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
     const COLS: usize = 3;
     let mut out = std::collections::HashSet::with_capacity(keys.len());
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let rows = chunk.len().next_power_of_two();
-        let values = (0..rows)
-            .map(|r| {
-                let b = 2 + r * COLS;
-                format!("(${}, ${}, ${}, $1)", b, b + 1, b + 2)
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO run_effects (run_id, action_id, kind, at) VALUES {values} \
-             ON CONFLICT (run_id, action_id) DO NOTHING RETURNING run_id, action_id"
-        );
-        let mut p: Vec<Param<'_>> = Vec::with_capacity(1 + rows * COLS);
+    for chunk in row_chunks(keys) {
+        let sql = shaped("record_effects", chunk.len(), || {
+            let values = (0..chunk.len())
+                .map(|r| {
+                    let b = 2 + r * COLS;
+                    format!("(${}, ${}, ${}, $1)", b, b + 1, b + 2)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "INSERT INTO run_effects (run_id, action_id, kind, at) VALUES {values} \
+                 ON CONFLICT (run_id, action_id) DO NOTHING RETURNING run_id, action_id"
+            )
+        });
+        let mut p: Vec<Param<'_>> = Vec::with_capacity(1 + chunk.len() * COLS);
         p.push(Param::Int(at));
         for (run, action, kind) in chunk {
             p.push(Param::Text(run));
             p.push(Param::Text(action));
             p.push(Param::Text(kind));
         }
-        let mut tail = p.split_off(1);
-        pad_rows(&mut tail, COLS, rows);
-        p.extend(tail);
         for r in conn.query(&sql, &p)? {
             out.insert((r.text(0)?, r.text(1)?));
         }
@@ -531,35 +564,6 @@ pub fn deliver_input(
          WHERE id = $1 AND current_action = $2 AND state = 'awaiting-delivery'",
         params![run_id, action_id, run_input, now],
     )?)
-}
-
-/// Ends a run whose last action was the webhook just delivered or skipped
-/// (what the engine would do on that input): one step row and the run
-/// done, no claim. A run that moved on meanwhile is left alone.
-pub fn finish_after_delivery(
-    conn: &mut dyn Conn,
-    run_id: &str,
-    action_id: &str,
-    outcome: &str,
-    worker: &str,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let n = conn.query_opt(
-        "UPDATE runs SET state = 'done', current_action = NULL, active = 0, due = NULL, \
-         input = NULL, lease_owner = NULL, lease_until = NULL, last_worker = $3, \
-         step_count = step_count + 1, updated = $4 \
-         WHERE id = $1 AND current_action = $2 AND state = 'awaiting-delivery' \
-         RETURNING step_count - 1",
-        params![run_id, action_id, worker, now],
-    )?;
-    let Some(row) = n else { return Ok(false) };
-    let n = row.int(0)?;
-    conn.execute(
-        "INSERT INTO run_steps (run_id, n, action_id, outcome, at, detail) \
-         VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (run_id, n) DO NOTHING",
-        params![run_id, n, action_id, outcome, now],
-    )?;
-    Ok(true)
 }
 
 /// The feed position trigger dispatch has reached.
@@ -746,7 +750,17 @@ pub fn get(conn: &mut dyn Conn, id: &str) -> Result<Option<RunRow>, StoreError> 
 
 #[cfg(test)]
 mod tests {
-    use super::in_list;
+    use super::{in_list, row_chunks};
+
+    #[test]
+    fn rows_are_chunked_in_powers_of_two_without_padding() {
+        let items: Vec<usize> = (0..600).collect();
+        let sizes: Vec<usize> = row_chunks(&items).map(<[usize]>::len).collect();
+        assert_eq!(sizes, vec![256, 256, 64, 16, 8]);
+        let again: Vec<usize> = row_chunks(&items).flatten().copied().collect();
+        assert_eq!(again, items);
+        assert_eq!(row_chunks::<u8>(&[]).count(), 0);
+    }
 
     #[test]
     fn in_lists_are_padded_to_powers_of_two() {

@@ -12,6 +12,11 @@ pub struct SqliteConn {
 impl SqliteConn {
     /// Opens a connection in WAL mode with full sync: a commit is on disk
     /// before it returns, which is what "acknowledged means durable" needs.
+    ///
+    /// New databases get 4 KB pages: a commit writes each dirty page to the
+    /// WAL with two system calls, and with 1 KB pages those calls were a
+    /// third of the writer's time on the delivery path (4 KB: 18% more
+    /// deliveries per second, writer time per delivery 42 → 33 µs).
     pub fn open(path: &Path) -> Result<Self, DbError> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
@@ -23,7 +28,7 @@ impl SqliteConn {
         let conn = rusqlite::Connection::open(path)
             .map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
         conn.execute_batch(
-            "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
+            "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
              PRAGMA busy_timeout=10000; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;",
         )
         .map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
@@ -42,13 +47,19 @@ impl SqliteConn {
     /// cache at the end of every transaction, which with a large cache costs
     /// more than the pages it saves on an append-mostly workload.
     ///
+    /// Statement journals go to the temp "file", which SQLite keeps in
+    /// memory in large chunks up to `SQLITE_STMTJRNL_SPILL` (set in
+    /// `.cargo/config.toml`); with `temp_store=MEMORY` it used 1 KB chunks,
+    /// and closing each statement walked the whole chain of the job's
+    /// savepoint journal (7% of the writer's time on bulk ingest).
+    ///
     /// The memory map is bounded at 64 MB: mapped pages count in the
     /// process's RSS and a larger map grew it with the file (1M runs:
     /// 425 MB peak at 256 MB, 232 MB at 64 MB, same throughput).
     pub fn tune_for_writer(&self) -> Result<(), DbError> {
         self.conn
             .execute_batch(
-                "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-4096; \
+                "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-4096; PRAGMA temp_store=FILE; \
                  PRAGMA mmap_size=67108864; PRAGMA journal_size_limit=67108864;",
             )
             .map_err(map_err)
