@@ -64,6 +64,8 @@ pub fn build(
 pub struct Request<'a> {
     pub method: &'a str,
     pub url: &'a str,
+    /// `url` already parsed by the caller, if it was (saves a second parse).
+    pub parsed: Option<&'a reqwest::Url>,
     pub headers: &'a [(String, String)],
     pub body: &'a str,
 }
@@ -96,9 +98,12 @@ pub async fn send(
         Ok(m) => m,
         Err(_) => return Answer::Invalid(format!("invalid method {:?}", req.method)),
     };
-    let url = match reqwest::Url::parse(req.url) {
-        Ok(u) => u,
-        Err(e) => return Answer::Invalid(format!("invalid URL {:?}: {e}", req.url)),
+    let url = match req.parsed {
+        Some(u) => u.clone(),
+        None => match reqwest::Url::parse(req.url) {
+            Ok(u) => u,
+            Err(e) => return Answer::Invalid(format!("invalid URL {:?}: {e}", req.url)),
+        },
     };
     if let Err(r) = check_scheme(allow, &url) {
         return Answer::Refused(r);

@@ -12,9 +12,23 @@ use std::sync::atomic::AtomicU64;
 
 type Labels = Vec<(String, String)>;
 
+/// Every outcome `attempt` is called with; their counters are made once.
+const OUTCOMES: [&str; 7] = [
+    "succeeded",
+    "retry",
+    "skipped",
+    "failed",
+    "gone",
+    "refused",
+    "deferred",
+];
+
 pub struct Metrics {
     registry: Registry,
     attempts: Family<Labels, Counter>,
+    /// The counters of [`OUTCOMES`], so counting an attempt allocates no
+    /// label set (counters share their value with the family's).
+    by_outcome: Vec<(&'static str, Counter)>,
     latency: Histogram,
     breaker: Family<Labels, Gauge>,
     due: Gauge,
@@ -60,9 +74,19 @@ impl Metrics {
             "How long the oldest due delivery has waited",
             oldest_due_age.clone(),
         );
+        let by_outcome = OUTCOMES
+            .iter()
+            .map(|o| {
+                let c = attempts
+                    .get_or_create(&vec![("outcome".to_owned(), (*o).to_owned())])
+                    .clone();
+                (*o, c)
+            })
+            .collect();
         Self {
             registry,
             attempts,
+            by_outcome,
             latency,
             breaker,
             due,
@@ -71,6 +95,10 @@ impl Metrics {
     }
 
     pub fn attempt(&self, outcome: &str) {
+        if let Some((_, c)) = self.by_outcome.iter().find(|(o, _)| *o == outcome) {
+            c.inc();
+            return;
+        }
         self.attempts
             .get_or_create(&vec![("outcome".to_owned(), outcome.to_owned())])
             .inc();

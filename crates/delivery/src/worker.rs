@@ -79,6 +79,9 @@ struct Host {
     slots: Semaphore,
     queued: AtomicUsize,
     breaker: Mutex<Breaker>,
+    /// The breaker state last exported as a metric (-1: none yet), so the
+    /// gauge is written when the state changes, not on every attempt.
+    exported: std::sync::atomic::AtomicI64,
 }
 
 /// What a pass did.
@@ -127,41 +130,47 @@ const SECRETS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Header names whose values never reach the log.
 fn is_secret_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    matches!(
-        n.as_str(),
-        "authorization" | "proxy-authorization" | "cookie" | "x-api-key" | "api-key"
-    ) || [
+    const NAMES: [&str; 5] = [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-api-key",
+        "api-key",
+    ];
+    const PARTS: [&str; 6] = [
         "token", "secret", "password", "apikey", "api_key", "session",
-    ]
-    .iter()
-    .any(|w| n.contains(w))
+    ];
+    let n = name.as_bytes();
+    NAMES.iter().any(|w| name.eq_ignore_ascii_case(w))
+        || PARTS.iter().any(|w| {
+            n.windows(w.len())
+                .any(|s| s.eq_ignore_ascii_case(w.as_bytes()))
+        })
 }
 
-/// Headers as the log shows them.
-pub fn redact(headers: &[(String, String)]) -> Vec<(String, String)> {
+/// Headers as the log shows them (borrowed: the attempt log serializes
+/// them at once).
+pub fn redact(headers: &[(String, String)]) -> Vec<(&str, &str)> {
     headers
         .iter()
         .map(|(k, v)| {
-            if is_secret_header(k) {
-                (k.clone(), "[redacted]".to_owned())
+            let v = if is_secret_header(k) {
+                "[redacted]"
             } else {
-                (k.clone(), v.clone())
-            }
+                v.as_str()
+            };
+            (k.as_str(), v)
         })
         .collect()
 }
 
-/// The key of a destination host: `host:port`.
-fn host_key(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => format!(
-            "{}:{}",
-            u.host_str().unwrap_or_default(),
-            u.port_or_known_default().unwrap_or(0)
-        ),
-        Err(_) => String::new(),
-    }
+/// `host:port` of a parsed URL: deliveries are limited and broken per key.
+fn key_of(u: &reqwest::Url) -> String {
+    format!(
+        "{}:{}",
+        u.host_str().unwrap_or_default(),
+        u.port_or_known_default().unwrap_or(0)
+    )
 }
 
 impl Deliverer {
@@ -224,6 +233,7 @@ impl Deliverer {
                     slots: Semaphore::new(self.config.per_host.max(1)),
                     queued: AtomicUsize::new(0),
                     breaker: Mutex::new(Breaker::default()),
+                    exported: std::sync::atomic::AtomicI64::new(-1),
                 })
             })
             .clone()
@@ -303,7 +313,8 @@ impl Deliverer {
                 });
                 continue;
             }
-            let key = host_key(&d.url);
+            let parsed = reqwest::Url::parse(&d.url).ok();
+            let key = parsed.as_ref().map(key_of).unwrap_or_default();
             let host = self.host(&key);
             let admit = match host.breaker.lock() {
                 Ok(mut b) => b.admit(&self.config.breaker, now),
@@ -335,7 +346,9 @@ impl Deliverer {
             let owner = owner.clone();
             let claimed_at = std::time::Instant::now();
             tokio::spawn(async move {
-                let rec = me.attempt(&host, &key, owner, d, claimed_at).await;
+                let rec = me
+                    .attempt(&host, &key, parsed.as_ref(), owner, d, claimed_at)
+                    .await;
                 host.queued.fetch_sub(1, Ordering::Relaxed);
                 me.finish(rec);
                 if me.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -356,6 +369,7 @@ impl Deliverer {
         &self,
         host: &Host,
         key: &str,
+        url: Option<&reqwest::Url>,
         owner: String,
         d: Claimed,
         claimed_at: std::time::Instant,
@@ -420,6 +434,7 @@ impl Deliverer {
             Request {
                 method: &d.method,
                 url: &d.url,
+                parsed: url,
                 headers: &headers,
                 body: &d.body,
             },
@@ -436,7 +451,10 @@ impl Deliverer {
         );
         if let Ok(mut b) = host.breaker.lock() {
             b.record(&self.config.breaker, ok, now);
-            self.metrics.breaker(key, b.state().gauge());
+            let state = b.state().gauge();
+            if host.exported.swap(state, Ordering::Relaxed) != state {
+                self.metrics.breaker(key, state);
+            }
         }
         rec
     }
@@ -782,7 +800,12 @@ mod tests {
 
     #[test]
     fn host_keys() {
-        assert_eq!(host_key("https://a.example/x"), "a.example:443");
-        assert_eq!(host_key("http://127.0.0.1:8080/"), "127.0.0.1:8080");
+        let key = |u: &str| {
+            reqwest::Url::parse(u)
+                .map(|u| key_of(&u))
+                .unwrap_or_default()
+        };
+        assert_eq!(key("https://a.example/x"), "a.example:443");
+        assert_eq!(key("http://127.0.0.1:8080/"), "127.0.0.1:8080");
     }
 }

@@ -309,6 +309,9 @@ struct Plan {
     to: i64,
     items: usize,
     runs: Vec<NewRun>,
+    /// Each run's trigger event as parsed, beside `runs` (whose `event` is
+    /// the text to store).
+    run_events: Vec<Option<Value>>,
     fresh: Fresh,
 }
 
@@ -366,7 +369,13 @@ impl Planned {
     /// without a handoff).
     pub fn leased_rows(&self) -> Vec<runs::RunRow> {
         match &self.lease {
-            Some((o, _)) => self.plan.runs.iter().map(|r| r.leased_row(o)).collect(),
+            Some((o, _)) => self
+                .plan
+                .runs
+                .iter()
+                .zip(&self.plan.run_events)
+                .map(|(r, e)| r.leased_row_with(o, e.clone()))
+                .collect(),
             None => Vec::new(),
         }
     }
@@ -556,6 +565,7 @@ impl Dispatcher {
                                     to: head,
                                     items: 0,
                                     runs: Vec::new(),
+                                    run_events: Vec::new(),
                                     fresh: Fresh::default(),
                                 },
                                 lease: None,
@@ -642,6 +652,7 @@ fn plan(
         }
     }
     let mut runs_out = Vec::new();
+    let mut run_events = Vec::new();
     let mut fresh = Fresh::default();
     if !candidates.is_empty() {
         let mut profiles: Vec<String> = candidates
@@ -711,6 +722,7 @@ fn plan(
                 event: run.event.as_ref().map(Value::to_string),
                 entered: to_micros(now),
             });
+            run_events.push(run.event);
         }
         let mut accounts: Vec<&str> = runs_out.iter().map(|r| r.account_id.as_str()).collect();
         accounts.sort_unstable();
@@ -728,6 +740,7 @@ fn plan(
         to,
         items: n_items,
         runs: runs_out,
+        run_events,
         fresh,
     })
 }

@@ -175,21 +175,27 @@ impl Loaded {
 
     /// The facts one evaluation needs, with the metric aggregates answered
     /// for this run (`flow_start` matters for "since starting this flow").
-    /// `None` when the profile no longer exists.
+    /// `None` when the profile no longer exists. Borrowed when the flow
+    /// asks no metric questions (the common case: no copy of the profile
+    /// per run).
     pub fn facts_for(
         &self,
         profile_id: &str,
         queries: &[MetricQuery],
         now: DateTime<Utc>,
         flow_start: Option<DateTime<Utc>>,
-    ) -> Option<ProfileFacts> {
-        let mut facts = self.profiles.get(profile_id)?.clone();
+    ) -> Option<std::borrow::Cow<'_, ProfileFacts>> {
+        let stored = self.profiles.get(profile_id)?;
+        if queries.is_empty() {
+            return Some(std::borrow::Cow::Borrowed(stored));
+        }
+        let mut facts = stored.clone();
         let mut answers = MetricAnswers::default();
         for q in queries {
             answers.insert(q.clone(), self.aggregate(profile_id, q, now, flow_start));
         }
         facts.metrics = answers;
-        Some(facts)
+        Some(std::borrow::Cow::Owned(facts))
     }
 
     fn aggregate(

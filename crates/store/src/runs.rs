@@ -212,6 +212,16 @@ pub fn insert_runs_advanced(
 impl NewRun {
     /// The run as its lease holder sees it right after insert.
     pub fn leased_row(&self, owner: &str) -> RunRow {
+        let event = self
+            .event
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok());
+        self.leased_row_with(owner, event)
+    }
+
+    /// [`NewRun::leased_row`] with the trigger event already parsed (the
+    /// planner has it, so it is not parsed back from `event`).
+    pub fn leased_row_with(&self, owner: &str, event: Option<serde_json::Value>) -> RunRow {
         RunRow {
             rowid: None,
             id: self.id.clone(),
@@ -227,10 +237,7 @@ impl NewRun {
             input: None,
             lease_owner: Some(owner.to_owned()),
             entered: self.entered,
-            event: self
-                .event
-                .as_deref()
-                .and_then(|e| serde_json::from_str(e).ok()),
+            event,
             step_count: 0,
             updated: self.entered,
         }

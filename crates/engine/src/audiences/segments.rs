@@ -612,7 +612,10 @@ fn evaluate(
         else {
             continue;
         };
-        let Some(mut facts) = loaded.facts_for(p, mine, now, None) else {
+        let Some(mut facts) = loaded
+            .facts_for(p, mine, now, None)
+            .map(std::borrow::Cow::into_owned)
+        else {
             continue;
         };
         for id in acc.order.iter().filter(|id| wanted.contains(*id)) {
