@@ -226,6 +226,9 @@ impl Deliverer {
             Ok(h) => h,
             Err(p) => p.into_inner(),
         };
+        if let Some(h) = hosts.get(key) {
+            return h.clone();
+        }
         hosts
             .entry(key.to_owned())
             .or_insert_with(|| {

@@ -104,6 +104,7 @@ async fn run(backend: &str, good: &str, hits: &AtomicUsize, bad: Option<&str>) -
             rows.push(NewDelivery {
                 finishes_run: false,
                 run_steps: 0,
+                header_pairs: Vec::new(),
                 id: outflow_store::new_ulid(),
                 account_id: account.clone(),
                 run_id: format!("run-{action}-{i}"),

@@ -625,6 +625,7 @@ fn step_run(
                         url: webhook.url.clone(),
                         method: webhook.method.clone(),
                         headers: "[]".into(),
+                        header_pairs: Vec::new(),
                         body: String::new(),
                         response_map,
                         status: deliveries::status::PENDING.into(),
@@ -643,6 +644,7 @@ fn step_run(
                             d.method = r.method;
                             d.headers =
                                 serde_json::to_string(&r.headers).unwrap_or_else(|_| "[]".into());
+                            d.header_pairs = r.headers;
                             d.body = r.body;
                         }
                         Err(err) => {
@@ -865,9 +867,9 @@ fn write_batch(
     update_profiles(ctx, profile_ops, now_us)?;
     let inserted = deliveries::insert_many(ctx.conn, &new_deliveries)?;
     let mut handed: Vec<deliveries::Claimed> = new_deliveries
-        .iter()
+        .into_iter()
         .filter(|d| d.lease.is_some() && inserted.contains(&d.id))
-        .map(NewDelivery::claimed)
+        .map(NewDelivery::into_claimed)
         .collect();
     deliveries::mark_disabled(ctx.conn, &mut handed)?;
     Ok((done, lost, handed))

@@ -348,6 +348,23 @@ async fn run() -> anyhow::Result<()> {
             }
         }));
     }
+    // `OUTFLOW_BENCH_TRACE=1`: webhooks received per 100 ms, to see where
+    // the pipeline idles.
+    if std::env::var_os("OUTFLOW_BENCH_TRACE").is_some() {
+        let hits = rx.hits.clone();
+        tokio::spawn(async move {
+            let mut last = base;
+            for tick in 1..=60 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = hits.load(Ordering::SeqCst);
+                eprintln!("  trace {:>4} ms: +{}", tick * 100, now - last);
+                last = now;
+                if now - base >= a.events {
+                    break;
+                }
+            }
+        });
+    }
     for s in sends {
         s.await?;
     }

@@ -31,6 +31,9 @@ pub struct NewDelivery {
     pub method: String,
     /// JSON array of `[name, value]` pairs.
     pub headers: String,
+    /// The same pairs, for handing the delivery to a worker without
+    /// parsing `headers` back (empty when not handed over).
+    pub header_pairs: Vec<(String, String)>,
     pub body: String,
     /// JSON array of `[property, pointer]` pairs, or `None`.
     pub response_map: Option<String>,
@@ -53,18 +56,18 @@ pub struct NewDelivery {
 
 impl NewDelivery {
     /// The delivery as a worker that holds its lease sees it.
-    pub fn claimed(&self) -> Claimed {
+    pub fn into_claimed(self) -> Claimed {
         Claimed {
-            id: self.id.clone(),
-            account_id: self.account_id.clone(),
-            run_id: self.run_id.clone(),
-            flow_id: self.flow_id.clone(),
-            profile_id: self.profile_id.clone(),
-            action_id: self.action_id.clone(),
-            url: self.url.clone(),
-            method: self.method.clone(),
-            headers: serde_json::from_str(&self.headers).unwrap_or_default(),
-            body: self.body.clone(),
+            id: self.id,
+            account_id: self.account_id,
+            run_id: self.run_id,
+            flow_id: self.flow_id,
+            profile_id: self.profile_id,
+            action_id: self.action_id,
+            url: self.url,
+            method: self.method,
+            headers: self.header_pairs,
+            body: self.body,
             response_map: self
                 .response_map
                 .as_deref()

@@ -597,9 +597,11 @@ pub fn webhook_context(
         Value::Object(m) => m.clone(),
         _ => serde_json::Map::new(),
     };
-    if let Some(Value::Object(props)) = person.get("properties").cloned() {
+    if let Some(Value::Object(props)) = profile.get("properties") {
         for (k, v) in props {
-            person.entry(k).or_insert(v);
+            if !person.contains_key(k) {
+                person.insert(k.clone(), v.clone());
+            }
         }
     }
     let mut ctx = serde_json::Map::new();
