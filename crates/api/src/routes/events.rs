@@ -170,10 +170,20 @@ pub async fn bulk_create(
             &group.attributes.profile.data,
             &format!("{base}/profile/data"),
         )?;
-        for (j, mut ev) in group.attributes.events.data.into_iter().enumerate() {
+        let events = group.attributes.events.data;
+        let last = events.len().saturating_sub(1);
+        let mut profile = Some(profile);
+        for (j, mut ev) in events.into_iter().enumerate() {
             let eb = format!("{base}/events/data/{j}/attributes");
             ev.attributes.profile = None;
-            valid.push(validate(ev.attributes, profile.clone(), &eb, now_t)?);
+            // The group's last event takes the profile; the others copy it.
+            let p = if j == last {
+                profile.take()
+            } else {
+                profile.clone()
+            };
+            let Some(p) = p else { break };
+            valid.push(validate(ev.attributes, p, &eb, now_t)?);
         }
     }
     if valid.len() > MAX_BULK_EVENTS {
