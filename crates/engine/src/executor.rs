@@ -741,15 +741,6 @@ fn step_run(
     }
 }
 
-/// Writes a batch's transitions; returns (written, lease lost).
-///
-/// Multi-row statements per batch: the transitions in one
-/// `UPDATE … FROM (VALUES …) … AND lease_owner = $1 RETURNING id` (only the
-/// runs whose lease is still held are written, and only their steps and
-/// effects follow), the steps in one insert, the effect keys in one
-/// `INSERT … ON CONFLICT DO NOTHING RETURNING` (only effects whose key is
-/// new are performed), and the profile updates in one read and one write.
-/// Writes a batch; returns (advanced, lost, deliveries handed off).
 /// How a batch's runs are stored when [`write_batch`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stored {
@@ -759,6 +750,15 @@ enum Stored {
     Inserted,
 }
 
+/// Writes a batch; returns (advanced, lost, deliveries handed off).
+///
+/// Multi-row statements per batch: the transitions in one
+/// `UPDATE … FROM (VALUES …) … AND lease_owner = $1 RETURNING id` (only the
+/// runs whose lease is still held are written, and only their steps and
+/// effects follow; skipped for runs `Stored::Inserted`), the steps, the
+/// effect keys in `INSERT … ON CONFLICT DO NOTHING RETURNING` (only effects
+/// whose key is new are performed; a delivery is its own key), the
+/// deliveries, and the profile updates in one read and one write.
 fn write_batch(
     ctx: &mut WriteCtx<'_>,
     writes: Vec<RunWrite>,
@@ -816,15 +816,7 @@ fn write_batch(
                 .map(|(action, kind, _)| (w.update.id.as_str(), action.as_str(), *kind))
         })
         .collect();
-    let has_effects = kept.iter().any(|w| !w.effects.is_empty());
-    if !has_effects {
-        return Ok((done, lost, Vec::new()));
-    }
-    let mut fresh = if keys.is_empty() {
-        Default::default()
-    } else {
-        runs::record_effects(ctx.conn, &keys, now_us)?
-    };
+    let mut fresh = runs::record_effects(ctx.conn, &keys, now_us)?;
     drop(keys);
     let mut profile_ops = Vec::new();
     let mut new_deliveries = Vec::new();

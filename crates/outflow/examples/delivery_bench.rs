@@ -46,15 +46,23 @@ fn args() -> Args {
     a
 }
 
-/// User + system CPU time of this process so far (Linux `/proc/self/stat`).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// (name, user + system CPU seconds) from a Linux `/proc/…/stat` text.
+fn stat_cpu(stat: &str) -> Option<(String, f64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
     // Fields after the command name's closing parenthesis: utime is the
     // 12th, stime the 13th (1-based, counting from the state field).
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
+    let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    Some((
+        stat[open + 1..close].to_string(),
+        (ticks(11) + ticks(12)) / 100.0,
+    ))
+}
+
+/// CPU time of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu(&stat).map_or(0.0, |(_, s)| s)
 }
 
 /// CPU seconds per thread name (writer, async workers and blocking pool
@@ -66,13 +74,9 @@ fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
     };
     for task in dir.flatten() {
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_string();
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+        if let Some((name, secs)) = stat_cpu(&stat) {
+            *out.entry(name).or_insert(0.0) += secs;
+        }
     }
     out
 }

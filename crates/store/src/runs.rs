@@ -402,8 +402,9 @@ pub fn insert_step(conn: &mut dyn Conn, s: &StepRow) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Most rows in one multi-row statement; within SQLite's 32,766 and
-/// PostgreSQL's 65,535 parameters at 8 columns.
+/// Most rows in one multi-row statement: the widest (new deliveries, 20
+/// columns) binds 5,120 parameters, within SQLite's 32,766 and
+/// PostgreSQL's 65,535.
 const ROWS_PER_STATEMENT: usize = 256;
 
 /// Splits `items` into chunks whose lengths are powers of two (at most
