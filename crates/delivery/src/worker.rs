@@ -595,10 +595,6 @@ impl Deliverer {
             return Ok(0);
         }
         let n = batch.len();
-        // Runs the recorder ends itself need no engine pass.
-        let finals = batch.iter().any(|r| {
-            !r.delivery.finishes_run && !matches!(r.next, Next::Retry { .. } | Next::Defer { .. })
-        });
         let now = to_micros(self.clock.now());
         let written = self
             .store
@@ -606,8 +602,9 @@ impl Deliverer {
             .await;
         self.handled.fetch_add(n as u64, Ordering::SeqCst);
         self.handled_notify.notify_waiters();
-        written?;
-        if finals {
+        // Runs the recorder ended itself need no engine pass; the others
+        // (including any it could not end) wait for one.
+        if written?.to_engine > 0 {
             self.runs_due.notify_one();
         }
         Ok(n)

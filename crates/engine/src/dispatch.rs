@@ -672,7 +672,8 @@ fn plan(
                 }
             }
         }
-        let facts = Loaded::load(conn, &profiles, &queries)?;
+        let memberships = candidates.iter().any(|(_, l)| l.compiled.memberships);
+        let facts = Loaded::load_with(conn, &profiles, &queries, memberships, memberships)?;
         let mut history: HashMap<(String, String), History> = HashMap::new();
         for chunk in profiles.chunks(400) {
             for a in runs::activity(conn, &flow_ids, chunk)? {

@@ -38,6 +38,8 @@ pub struct Compiled {
     stamp: i64,
     pub(crate) def: Arc<FlowDefinition>,
     pub(crate) queries: Vec<MetricQuery>,
+    /// Whether a condition of this version names a list or segment.
+    pub(crate) memberships: bool,
     /// Each send-webhook action's templates, compiled once.
     webhooks: HashMap<String, Result<Arc<CompiledWebhook>, WebhookRenderError>>,
 }
@@ -65,6 +67,7 @@ impl Compiled {
         Self {
             stamp,
             queries: def.required_metric_queries(),
+            memberships: def.reads_memberships(),
             def,
             webhooks,
         }
@@ -244,7 +247,9 @@ impl Executor {
         flow_ids.dedup();
         let profile_ids: Vec<String> = claimed.runs.iter().map(|r| r.profile_id.clone()).collect();
         let mut queries: Vec<MetricQuery> = Vec::new();
+        let mut memberships = false;
         for c in cached.values() {
+            memberships |= c.memberships;
             for q in &c.queries {
                 if !queries.contains(q) {
                     queries.push(q.clone());
@@ -269,6 +274,7 @@ impl Executor {
                         match FlowDefinition::parse(json, "") {
                             Ok(def) => {
                                 let c = Compiled::new(Arc::new(def), stamp);
+                                memberships |= c.memberships;
                                 for q in &c.queries {
                                     if !queries.contains(q) {
                                         queries.push(q.clone());
@@ -282,7 +288,8 @@ impl Executor {
                         }
                     }
                 }
-                let facts = Loaded::load(conn, &profile_ids, &queries)?;
+                let facts =
+                    Loaded::load_with(conn, &profile_ids, &queries, memberships, memberships)?;
                 let mut orgs = HashMap::new();
                 for a in accounts {
                     let org = deliveries::organization(conn, &a)?;

@@ -31,24 +31,26 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Loads `profile_ids`, their list memberships and, for every metric the
-    /// `queries` name, their events of that metric.
+    /// Loads `profile_ids`, their list and segment memberships and, for
+    /// every metric the `queries` name, their events of that metric.
     pub fn load(
         conn: &mut dyn Conn,
         profile_ids: &[String],
         queries: &[MetricQuery],
     ) -> Result<Loaded, StoreError> {
-        Self::load_with(conn, profile_ids, queries, true)
+        Self::load_with(conn, profile_ids, queries, true, true)
     }
 
     /// [`Loaded::load`], skipping list memberships when `lists` is false
-    /// (segment evaluation that names no list: one index lookup less per
-    /// profile).
+    /// and segment memberships when `segments` is false: each is an index
+    /// lookup per profile that a flow whose conditions name no group, or a
+    /// segment that names no list, never reads.
     pub fn load_with(
         conn: &mut dyn Conn,
         profile_ids: &[String],
         queries: &[MetricQuery],
         lists: bool,
+        segments: bool,
     ) -> Result<Loaded, StoreError> {
         let mut out = Loaded::default();
         let mut ids: Vec<String> = profile_ids.to_vec();
@@ -100,23 +102,19 @@ impl Loaded {
                     },
                 );
             }
-            if lists {
+            // Segments (issue #5) share the id space of group conditions.
+            let groups = [
+                (lists, "list_id", "list_members"),
+                (segments, "segment_id", "segment_members"),
+            ];
+            for (_, column, table) in groups.into_iter().filter(|g| g.0) {
                 let sql = format!(
-                    "SELECT profile_id, list_id FROM list_members WHERE profile_id IN ({list})"
+                    "SELECT profile_id, {column} FROM {table} WHERE profile_id IN ({list})"
                 );
                 for r in conn.query(&sql, &params)? {
                     if let Some(p) = out.profiles.get_mut(&r.text(0)?) {
                         p.memberships.insert(r.text(1)?);
                     }
-                }
-            }
-            // Segments (issue #5) share the id space of group conditions.
-            let sql = format!(
-                "SELECT profile_id, segment_id FROM segment_members WHERE profile_id IN ({list})"
-            );
-            for r in conn.query(&sql, &params)? {
-                if let Some(p) = out.profiles.get_mut(&r.text(0)?) {
-                    p.memberships.insert(r.text(1)?);
                 }
             }
             if metrics.is_empty() {

@@ -515,6 +515,49 @@ async fn flow_filters_read_segment_membership(backend: &str) {
     assert_eq!(ran(&e, &f).await, vec![vip]);
 }
 
+/// A split reached after a delay (a claimed run, not a new one) reads the
+/// list membership as it is at the split, not as it was at entry.
+async fn split_after_a_delay_reads_list_membership(backend: &str) {
+    let e = env(backend).await;
+    let m = e.metric("Placed Order").await;
+    let l = e.list("Newsletter").await;
+    let (joins, stays_out) = (
+        e.profile("j@x.io", json!({})).await,
+        e.profile("o@x.io", json!({})).await,
+    );
+    let mut on = mark("on_list");
+    on["id"] = json!("3");
+    let mut off = mark("off_list");
+    off["id"] = json!("4");
+    e.flow(
+        "live",
+        ("metric", &m),
+        json!({"triggers": [{"type": "metric", "id": m}],
+               "actions": [
+                   {"id": "1", "type": "time-delay", "links": {"next": "2"},
+                    "data": {"unit": "days", "value": 1}},
+                   {"id": "2", "type": "conditional-split",
+                    "links": {"next_if_true": "3", "next_if_false": "4"},
+                    "data": {"profile_filter": {"condition_groups": [{"conditions": [
+                        {"type": "profile-group-membership", "is_member": true, "group_ids": [l]}]}]}}},
+                   on, off],
+               "entry_action_id": "1"}),
+    )
+    .await;
+    e.event(&m, &joins, json!({}), false).await;
+    e.event(&m, &stays_out, json!({}), false).await;
+    e.settle().await;
+    e.join(&l, &joins, false).await;
+    e.clock.advance(Duration::days(2));
+    e.settle().await;
+    let joined = e.properties(&joins).await;
+    assert_eq!(joined["on_list"], "yes", "{joined}");
+    assert!(joined.get("off_list").is_none(), "{joined}");
+    let out = e.properties(&stays_out).await;
+    assert_eq!(out["off_list"], "yes", "{out}");
+    assert!(out.get("on_list").is_none(), "{out}");
+}
+
 async fn region_conditions(backend: &str) {
     let e = env(backend).await;
     let (berlin, boston) = (
@@ -712,5 +755,6 @@ on_both!(
     date_trigger_rechecks_changed_dates,
     date_and_numeric_property_conditions,
     flow_filters_read_segment_membership,
+    split_after_a_delay_reads_list_membership,
     region_conditions,
 );

@@ -10,6 +10,12 @@
 //!   measures event-to-receipt; p50/p99 reported.
 //!
 //! `cargo run --release -p outflow --example delivery_bench -- --events 100000 --rate 1000 --seconds 10`
+//!
+//! `--nginx`: the throughput phase's webhooks go to an nginx started by the
+//! bench (one worker process, `return 200`, counted by `stub_status`)
+//! instead of the in-process receiver. nginx shares the machine's cores, as
+//! it would in production. Latency stays with the in-process receiver:
+//! nginx logs time only to the millisecond.
 
 use outflow_core::SystemClock;
 
@@ -26,6 +32,7 @@ struct Args {
     events: usize,
     rate: usize,
     seconds: u64,
+    nginx: bool,
 }
 
 fn args() -> Args {
@@ -33,8 +40,10 @@ fn args() -> Args {
         events: 100_000,
         rate: 1_000,
         seconds: 10,
+        nginx: false,
     };
     let v: Vec<String> = std::env::args().collect();
+    a.nginx = v.iter().any(|x| x == "--nginx");
     for w in v.windows(2) {
         match w[0].as_str() {
             "--events" => a.events = w[1].parse().expect("--events N"),
@@ -168,6 +177,103 @@ fn sent_field(body: &[u8]) -> Option<i64> {
     let digits = digits.trim_ascii_start();
     let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&digits[..n]).ok()?.parse().ok()
+}
+
+/// An nginx answering 200 on `/hook`, counting by `stub_status` on
+/// `/status`. Stopped when dropped.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    http: reqwest::Client,
+    /// Status requests made so far (each counts itself in `requests`).
+    polls: AtomicUsize,
+}
+
+impl Nginx {
+    async fn start(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let conf = format!(
+            "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{ access_log off; client_body_temp_path {d}; keepalive_requests 1000000;\n\
+               server {{ listen 127.0.0.1:{port} reuseport;\n\
+                 location /hook {{ return 200; }}\n\
+                 location /status {{ stub_status; }} }} }}\n",
+            d = dir.display()
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf)?;
+        let child = std::process::Command::new("nginx")
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting nginx (apt-get install nginx-light): {e}"))?;
+        let me = Self {
+            child,
+            port,
+            http: reqwest::Client::new(),
+            polls: AtomicUsize::new(0),
+        };
+        for _ in 0..100 {
+            if me.hits().await.is_some() {
+                return Ok(me);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("nginx did not start; see {}/error.log", dir.display())
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// Requests nginx has answered, less this bench's status polls.
+    async fn hits(&self) -> Option<usize> {
+        let text = self
+            .http
+            .get(format!("http://127.0.0.1:{}/status", self.port))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let polls = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
+        // "Active connections: N \n server accepts handled requests\n A H R \n…"
+        let requests: usize = text
+            .lines()
+            .nth(2)?
+            .split_whitespace()
+            .nth(2)?
+            .parse()
+            .ok()?;
+        Some(requests.saturating_sub(polls))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers (SIGKILL would orphan them).
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Webhooks received so far by the receiver in use.
+async fn received(rx: &Receiver, nginx: Option<&Nginx>) -> usize {
+    match nginx {
+        Some(n) => n.hits().await.unwrap_or(0),
+        None => rx.hits.load(Ordering::SeqCst),
+    }
 }
 
 struct Api {
@@ -310,7 +416,13 @@ async fn run() -> anyhow::Result<()> {
     let url = rx.start().await;
 
     // Throughput.
-    flow(&server, &api, "Bench Throughput", &url).await;
+    let nginx = if a.nginx {
+        Some(Nginx::start(dir.path()).await?)
+    } else {
+        None
+    };
+    let hook = nginx.as_ref().map_or_else(|| url.clone(), Nginx::url);
+    flow(&server, &api, "Bench Throughput", &hook).await;
     // The request bodies are built and serialized before the clock starts:
     // the load generator's JSON work is not the server's.
     let mut posted = 0;
@@ -337,7 +449,7 @@ async fn run() -> anyhow::Result<()> {
         let rest = jobs.split_off(per_poster.min(jobs.len()));
         posters.push(std::mem::replace(&mut jobs, rest));
     }
-    let base = rx.hits.load(Ordering::SeqCst);
+    let base = received(&rx, nginx.as_ref()).await;
     let cpu_start = cpu_seconds();
     let threads_start = cpu_by_thread();
     let start = Instant::now();
@@ -354,7 +466,7 @@ async fn run() -> anyhow::Result<()> {
     }
     // `OUTFLOW_BENCH_TRACE=1`: webhooks received per 100 ms, to see where
     // the pipeline idles.
-    if std::env::var_os("OUTFLOW_BENCH_TRACE").is_some() {
+    if std::env::var_os("OUTFLOW_BENCH_TRACE").is_some() && nginx.is_none() {
         let hits = rx.hits.clone();
         tokio::spawn(async move {
             let mut last = base;
@@ -373,15 +485,18 @@ async fn run() -> anyhow::Result<()> {
         s.await?;
     }
     let accepted = start.elapsed();
-    let at_accepted = rx.hits.load(Ordering::SeqCst) - base;
-    while rx.hits.load(Ordering::SeqCst) - base < a.events {
-        if start.elapsed() > Duration::from_secs(600) {
-            anyhow::bail!(
-                "stalled at {} deliveries",
-                rx.hits.load(Ordering::SeqCst) - base
-            );
+    let at_accepted = received(&rx, nginx.as_ref()).await.saturating_sub(base);
+    // nginx is asked over HTTP: poll it less often.
+    let poll = Duration::from_millis(if nginx.is_some() { 10 } else { 2 });
+    loop {
+        let got = received(&rx, nginx.as_ref()).await.saturating_sub(base);
+        if got >= a.events {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        if start.elapsed() > Duration::from_secs(600) {
+            anyhow::bail!("stalled at {got} deliveries");
+        }
+        tokio::time::sleep(poll).await;
     }
     let took = start.elapsed();
     let cpu = cpu_seconds() - cpu_start;
@@ -396,8 +511,10 @@ async fn run() -> anyhow::Result<()> {
         .filter(|(_, s)| *s > 0.0)
         .map(|(name, s)| format!("{name} {:.0} µs", s * 1e6 / a.events as f64))
         .collect();
+    drop(nginx);
     println!(
-        "throughput: {} events accepted in {:.2} s; all {} webhooks received after {:.2} s = {:.0} deliveries/s end to end",
+        "throughput{}: {} events accepted in {:.2} s; all {} webhooks received after {:.2} s = {:.0} deliveries/s end to end",
+        if a.nginx { " (nginx receiver, its CPU not counted below)" } else { "" },
         a.events,
         accepted.as_secs_f64(),
         a.events,

@@ -4,7 +4,8 @@
 //! transaction that wrote them commits; a rolled-back job or batch leaves no
 //! trace.
 
-use std::collections::HashMap;
+/// Slots are already hashes: SipHash over them again is wasted work.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Key {
@@ -51,10 +52,10 @@ impl WriteCache {
         Self {
             enabled,
             complete: false,
-            committed: HashMap::new(),
-            committed_text: HashMap::new(),
-            batch: HashMap::new(),
-            job: HashMap::new(),
+            committed: HashMap::default(),
+            committed_text: HashMap::default(),
+            batch: HashMap::default(),
+            job: HashMap::default(),
         }
     }
 

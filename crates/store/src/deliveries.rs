@@ -305,9 +305,12 @@ pub struct Recorded {
 
 /// Writes a batch of attempts and their consequences while each claimer
 /// still holds its lease; a delivery whose lease was lost is left alone (its new
-/// owner will send it again, with the same `webhook-id`). Returns how many
-/// were written.
-pub fn record(ctx: &mut WriteCtx<'_>, batch: &[Recorded], now: i64) -> Result<usize, StoreError> {
+/// owner will send it again, with the same `webhook-id`).
+pub fn record(
+    ctx: &mut WriteCtx<'_>,
+    batch: &[Recorded],
+    now: i64,
+) -> Result<RecordedBatch, StoreError> {
     let rows: Vec<Outcome<'_>> = batch.iter().map(|r| Outcome::of(r, now)).collect();
     let updated = update_outcomes(ctx.conn, &rows, now)?;
     let mut written = 0;
@@ -355,10 +358,23 @@ pub fn record(ctx: &mut WriteCtx<'_>, batch: &[Recorded], now: i64) -> Result<us
             inputs.push((d, run_input));
         }
     }
-    for (d, run_input) in inputs {
+    for (d, run_input) in &inputs {
         crate::runs::deliver_input(ctx.conn, &d.run_id, &d.action_id, run_input, now)?;
     }
-    Ok(written)
+    Ok(RecordedBatch {
+        written,
+        to_engine: inputs.len(),
+    })
+}
+
+/// What [`record`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedBatch {
+    /// Deliveries whose outcome was recorded.
+    pub written: usize,
+    /// Runs given the delivery's input for the engine to apply (their next
+    /// step is the engine's); the caller wakes the engine for them.
+    pub to_engine: usize,
 }
 
 /// One delivery's new row values, from its attempt's result.

@@ -53,26 +53,32 @@ pub struct ProfileData {
 }
 
 /// Reads a profile reference as used inside events (`…/profile/data`).
-pub fn profile_input(p: &ProfileData, base: &str) -> Result<ProfileInput, ApiError> {
-    expect_type(&p.kind, "profile", &format!("{base}/type"))?;
+/// `base` builds the JSON pointer only when there is an error to report: a
+/// bulk job would otherwise format thousands of pointers it never uses.
+pub fn profile_input(p: &ProfileData, base: impl Fn() -> String) -> Result<ProfileInput, ApiError> {
+    if p.kind != "profile" {
+        expect_type(&p.kind, "profile", &format!("{}/type", base()))?;
+    }
     let mut input = ProfileInput::from_attributes(&p.attributes)
-        .map_err(|e| profile_error(&format!("{base}/attributes"), e))?;
+        .map_err(|e| profile_error(&format!("{}/attributes", base()), e))?;
     input.id = p.id.clone().filter(|s| !s.is_empty());
     patch_properties(p.meta.as_ref(), &mut input)?;
     Ok(input)
 }
 
+/// `base` builds the event's JSON pointer, only on error (see
+/// [`profile_input`]).
 fn validate(
     attrs: EventAttributes,
     profile: ProfileInput,
-    base: &str,
+    base: impl Fn() -> String,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<ValidEvent, ApiError> {
     let time = match attrs.time.as_deref() {
         None => None,
         Some(t) => Some(parse_time(t).ok_or_else(|| {
             ApiError::invalid_pointer(
-                format!("{base}/time"),
+                format!("{}/time", base()),
                 format!("'{t}' is not a valid datetime."),
             )
         })?),
@@ -96,7 +102,7 @@ fn validate(
             E::TooOld | E::TooFarAhead => "time",
             E::NoIdentifier => "profile/data/attributes",
         };
-        ApiError::invalid_pointer(format!("{base}/{field}"), e.to_string())
+        ApiError::invalid_pointer(format!("{}/{field}", base()), e.to_string())
     })
 }
 
@@ -111,7 +117,7 @@ pub async fn create(
     let mut attrs = doc.data.attributes;
     let base = "/data/attributes";
     let profile = match attrs.profile.take() {
-        Some(p) => profile_input(&p.data, &format!("{base}/profile/data"))?,
+        Some(p) => profile_input(&p.data, || format!("{base}/profile/data"))?,
         None => return Err(ApiError::missing_field(base, "profile")),
     };
     expect_type(
@@ -119,7 +125,7 @@ pub async fn create(
         "metric",
         &format!("{base}/metric/data/type"),
     )?;
-    let ev = validate(attrs, profile, base, state.clock.now())?;
+    let ev = validate(attrs, profile, || base.to_owned(), state.clock.now())?;
     let account = auth.account().to_owned();
     let now = state.now();
     state
@@ -165,16 +171,15 @@ pub async fn bulk_create(
         .into_iter()
         .enumerate()
     {
-        let base = format!("/data/attributes/events-bulk-create/data/{i}/attributes");
-        let profile = profile_input(
-            &group.attributes.profile.data,
-            &format!("{base}/profile/data"),
-        )?;
+        let base = || format!("/data/attributes/events-bulk-create/data/{i}/attributes");
+        let profile = profile_input(&group.attributes.profile.data, || {
+            format!("{}/profile/data", base())
+        })?;
         let events = group.attributes.events.data;
         let last = events.len().saturating_sub(1);
         let mut profile = Some(profile);
         for (j, mut ev) in events.into_iter().enumerate() {
-            let eb = format!("{base}/events/data/{j}/attributes");
+            let eb = || format!("{}/events/data/{j}/attributes", base());
             ev.attributes.profile = None;
             // The group's last event takes the profile; the others copy it.
             let p = if j == last {
@@ -183,7 +188,7 @@ pub async fn bulk_create(
                 profile.clone()
             };
             let Some(p) = p else { break };
-            valid.push(validate(ev.attributes, p, &eb, now_t)?);
+            valid.push(validate(ev.attributes, p, eb, now_t)?);
         }
     }
     if valid.len() > MAX_BULK_EVENTS {

@@ -341,7 +341,7 @@ pub async fn subscribe(
             .attributes
             .remove("subscriptions")
             .unwrap_or(Value::Null);
-        let input = profile_input(&data, &base)?;
+        let input = profile_input(&data, || base.clone())?;
         if !input.has_identifier() {
             return Err(ApiError::invalid_pointer(
                 format!("{base}/attributes"),

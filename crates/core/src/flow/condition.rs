@@ -457,6 +457,16 @@ pub fn required_metric_queries(groups: &ConditionGroups) -> Vec<MetricQuery> {
     out
 }
 
+/// Whether any condition asks about list or segment membership (the only
+/// reason to load a profile's memberships).
+pub fn names_groups(groups: &ConditionGroups) -> bool {
+    groups
+        .groups
+        .iter()
+        .flatten()
+        .any(|c| matches!(c, Condition::GroupMembership { .. }))
+}
+
 pub(crate) fn collect_metric_queries(groups: &ConditionGroups, out: &mut Vec<MetricQuery>) {
     for c in groups.groups.iter().flatten() {
         if let Condition::ProfileMetric { query, .. } = c {

@@ -416,6 +416,18 @@ impl FlowDefinition {
         self.actions.iter().find(|a| a.key() == Some(key))
     }
 
+    /// Whether the profile filter or a conditional split asks about list or
+    /// segment membership.
+    pub fn reads_memberships(&self) -> bool {
+        self.profile_filter
+            .as_ref()
+            .is_some_and(condition::names_groups)
+            || self.actions.iter().any(|a| match &a.kind {
+                ActionKind::ConditionalSplit(g) => condition::names_groups(g),
+                _ => false,
+            })
+    }
+
     /// Every metric aggregate the profile filter and conditional splits may
     /// read, so the caller fetches them in one batch before advancing a run.
     pub fn required_metric_queries(&self) -> Vec<MetricQuery> {
@@ -884,6 +896,19 @@ mod tests {
         assert_eq!(w.method, "POST");
         assert_eq!(w.headers[0], ("X-Token".into(), "secret".into()));
         assert_eq!(def.required_metric_queries().len(), 1);
+    }
+
+    #[test]
+    fn memberships_are_read_only_when_a_condition_names_a_group() {
+        let mut v = placed_order_flow();
+        assert!(!parse(v.clone()).reads_memberships(), "a metric split");
+        let group = json!({"condition_groups": [{"conditions": [
+            {"type": "profile-group-membership", "is_member": false, "group_ids": ["L1"]}]}]});
+        v["profile_filter"] = group.clone();
+        assert!(parse(v.clone()).reads_memberships(), "the flow filter");
+        v["profile_filter"] = Value::Null;
+        v["actions"][1]["data"]["profile_filter"] = group;
+        assert!(parse(v).reads_memberships(), "a split");
     }
 
     #[test]

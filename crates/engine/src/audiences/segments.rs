@@ -601,7 +601,7 @@ fn evaluate(
         }
         mine_of.insert(p.as_str(), mine);
     }
-    let mut loaded = Loaded::load_with(conn, &profiles, &[], lists)?;
+    let mut loaded = Loaded::load_with(conn, &profiles, &[], lists, true)?;
     for (m, ids) in &by_metric {
         loaded.add_events(conn, m, ids)?;
     }

@@ -1,6 +1,8 @@
 use super::{Cell, Conn, DbError, Dialect, Param, Row, Savepoint};
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use std::collections::HashMap;
+/// Keyed by SQL text, looked up on every statement: foldhash, not SipHash
+/// (the texts are ours, not an attacker's).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::path::Path;
 
 pub struct SqliteConn {
@@ -35,7 +37,7 @@ impl SqliteConn {
         conn.set_prepared_statement_cache_capacity(256);
         Ok(Self {
             conn,
-            rewritten: HashMap::new(),
+            rewritten: HashMap::default(),
         })
     }
 
