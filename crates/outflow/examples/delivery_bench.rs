@@ -139,8 +139,18 @@ impl Receiver {
                     break;
                 }
                 if let Some(sent) = sent_field(&buf[end + 4..end + 4 + len]) {
+                    let took = now_us() - sent;
                     if let Ok(mut l) = self.latencies.lock() {
-                        l.push(now_us() - sent);
+                        l.push(took);
+                    }
+                    if sent > 0
+                        && took > 20_000
+                        && std::env::var_os("OUTFLOW_BENCH_TRACE").is_some()
+                    {
+                        eprintln!(
+                            "  slow: event posted at {sent} µs took {:.1} ms",
+                            took as f64 / 1e3
+                        );
                     }
                 }
                 buf.drain(..end + 4 + len);
