@@ -1,9 +1,10 @@
 use super::{Cell, Conn, DbError, Dialect, Param, Row, Savepoint};
 use rusqlite::types::{ToSqlOutput, ValueRef};
+use std::path::Path;
+
 /// Keyed by SQL text, looked up on every statement: foldhash, not SipHash
 /// (the texts are ours, not an attacker's).
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-use std::path::Path;
 
 pub struct SqliteConn {
     conn: rusqlite::Connection,
