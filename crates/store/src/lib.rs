@@ -122,14 +122,15 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))??;
-        let (writer, _thread) = writer::Writer::start(conn, cache);
+        let hint = writer::MaintainHint::default();
+        let (writer, _thread) = writer::Writer::start(conn, cache, hint.clone());
         let inner = Arc::new(Inner {
             location,
             writer,
             readers: Mutex::new(Vec::new()),
         });
         if let Location::Sqlite(path) = &inner.location {
-            start_checkpointer(path.clone(), Arc::downgrade(&inner))?;
+            start_checkpointer(path.clone(), Arc::downgrade(&inner), hint)?;
         }
         Ok(Self { inner })
     }
@@ -183,8 +184,14 @@ impl Store {
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Checkpoints the WAL from its own connection and thread, so the writer's
-/// commits never stall on copying pages. Stops when the store is dropped.
-fn start_checkpointer(path: PathBuf, store: std::sync::Weak<Inner>) -> Result<(), StoreError> {
+/// commits never stall on copying pages; after each pass it lets the writer
+/// copy the little that remains so the log can restart. Stops when the
+/// store is dropped.
+fn start_checkpointer(
+    path: PathBuf,
+    store: std::sync::Weak<Inner>,
+    hint: writer::MaintainHint,
+) -> Result<(), StoreError> {
     let conn = db::sqlite::SqliteConn::open(&path)?;
     std::thread::Builder::new()
         .name("outflow-checkpoint".into())
@@ -193,8 +200,9 @@ fn start_checkpointer(path: PathBuf, store: std::sync::Weak<Inner>) -> Result<()
             if store.upgrade().is_none() {
                 break;
             }
-            if let Err(e) = conn.checkpoint() {
-                tracing::warn!(error = %e, "WAL checkpoint failed");
+            match conn.checkpoint() {
+                Ok(()) => hint.set(),
+                Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
             }
         })
         .map_err(|e| StoreError::Unavailable(format!("starting the checkpointer: {e}")))?;

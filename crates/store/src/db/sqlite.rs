@@ -176,8 +176,9 @@ impl Conn for SqliteConn {
 
     /// The background checkpointer copies most frames while the writer keeps
     /// appending, so it can never catch up with the end of the log; run from
-    /// the writer between transactions, this one only copies the remainder,
-    /// and the next commit starts the WAL over.
+    /// the writer between transactions, right after a checkpointer pass,
+    /// this one only copies the remainder, and the next commit starts the
+    /// WAL over.
     fn maintain(&mut self) -> Result<(), DbError> {
         self.checkpoint()
     }
