@@ -58,7 +58,7 @@ impl AllowList {
     /// Whether the host of an absolute URL is allowed (false when the URL
     /// does not parse or has no host).
     pub fn allows_url(&self, url: &str) -> bool {
-        reqwest::Url::parse(url)
+        url::Url::parse(url)
             .ok()
             .and_then(|u| u.host_str().map(|h| self.allows_host(h)))
             .unwrap_or(false)
@@ -193,7 +193,7 @@ pub fn check_ip(allow: &AllowList, host: &str, ip: IpAddr) -> Result<(), Refusal
 }
 
 /// Checks the URL's scheme: `https`, or `http` to an allowed destination.
-pub fn check_scheme(allow: &AllowList, url: &reqwest::Url) -> Result<(), Refusal> {
+pub fn check_scheme(allow: &AllowList, url: &url::Url) -> Result<(), Refusal> {
     let host = url.host_str().unwrap_or_default();
     match url.scheme() {
         "https" => Ok(()),
@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn schemes() {
         let l = AllowList::new(&["127.0.0.1"]);
-        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        let u = |s: &str| url::Url::parse(s).unwrap();
         assert!(check_scheme(&l, &u("https://example.com/")).is_ok());
         assert!(check_scheme(&l, &u("http://127.0.0.1:9/")).is_ok());
         assert!(matches!(

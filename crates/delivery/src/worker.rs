@@ -97,7 +97,7 @@ pub struct Deliverer {
     clock: Arc<dyn Clock>,
     config: DeliveryConfig,
     allow: AllowList,
-    client: reqwest::Client,
+    client: client::Client,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     /// Per account, with when they were read: another process sharing
     /// PostgreSQL may rotate, so the cache is re-read after
@@ -165,7 +165,7 @@ pub fn redact(headers: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 /// `host:port` of a parsed URL: deliveries are limited and broken per key.
-fn key_of(u: &reqwest::Url) -> String {
+fn key_of(u: &url::Url) -> String {
     format!(
         "{}:{}",
         u.host_str().unwrap_or_default(),
@@ -316,7 +316,7 @@ impl Deliverer {
                 });
                 continue;
             }
-            let parsed = reqwest::Url::parse(&d.url).ok();
+            let parsed = url::Url::parse(&d.url).ok();
             let key = parsed.as_ref().map(key_of).unwrap_or_default();
             let host = self.host(&key);
             let admit = match host.breaker.lock() {
@@ -372,7 +372,7 @@ impl Deliverer {
         &self,
         host: &Host,
         key: &str,
-        url: Option<&reqwest::Url>,
+        url: Option<&url::Url>,
         owner: String,
         d: Claimed,
         claimed_at: std::time::Instant,
@@ -800,11 +800,7 @@ mod tests {
 
     #[test]
     fn host_keys() {
-        let key = |u: &str| {
-            reqwest::Url::parse(u)
-                .map(|u| key_of(&u))
-                .unwrap_or_default()
-        };
+        let key = |u: &str| url::Url::parse(u).map(|u| key_of(&u)).unwrap_or_default();
         assert_eq!(key("https://a.example/x"), "a.example:443");
         assert_eq!(key("http://127.0.0.1:8080/"), "127.0.0.1:8080");
     }

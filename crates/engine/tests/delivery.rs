@@ -111,6 +111,8 @@ async fn success_is_signed_and_logged(backend: &str) {
     assert_eq!(s.header("content-type"), Some("application/json"));
     assert_eq!(s.header("x-tier"), Some("gold"));
     assert_eq!(s.header("authorization"), Some("Bearer s3cret"));
+    assert!(s.header("user-agent").is_some_and(|v| v.starts_with("Outflow/")));
+    assert!(s.header("host").is_some_and(|v| v.starts_with("127.0.0.1:")));
     assert_eq!(ts(s), e.now() / 1_000_000);
     assert_signed(s, &secret(&e).await);
     let d = the_delivery(&e, &f).await;
@@ -312,6 +314,45 @@ async fn private_destinations_are_refused(backend: &str) {
     assert!(rx.seen().is_empty(), "nothing reached the receiver");
 }
 
+/// An `https://` destination gets TLS: the first bytes on the wire are a
+/// TLS handshake record, and a server answering in plain HTTP fails the
+/// handshake (retried).
+async fn https_speaks_tls(backend: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let e = env(backend).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let first_bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let seen = first_bytes.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = [0u8; 512];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            seen.lock()
+                .expect("lock")
+                .extend_from_slice(&buf[..n.min(3)]);
+            let _ = sock
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let (f, l) = webhook_flow(
+        &e,
+        json!({"url": format!("https://127.0.0.1:{port}/hook"), "body": "{}"}),
+    )
+    .await;
+    enter(&e, &l, "a@x.io").await;
+    e.settle().await;
+    let first = first_bytes.lock().expect("lock").clone();
+    assert_eq!(first, [0x16, 0x03, 0x01], "a TLS handshake record");
+    let d = the_delivery(&e, &f).await;
+    assert_eq!(d.status, "pending", "retried");
+    let err = d.last_error.unwrap_or_default();
+    assert!(err.starts_with("connection failed"), "{err}");
+}
+
 async fn redirects_are_not_followed(backend: &str) {
     let e = env(backend).await;
     let target = scripted(vec![Reply::status(200)]).await;
@@ -479,6 +520,7 @@ on_both!(
     invalid_json_body_is_skipped_and_kept,
     private_destinations_are_refused,
     redirects_are_not_followed,
+    https_speaks_tls,
     gives_up_after_the_last_attempt,
     response_fields_reach_the_profile,
     manual_retry_and_replay,
