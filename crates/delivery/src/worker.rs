@@ -301,6 +301,8 @@ impl Deliverer {
             claimed: claimed.len(),
             ..Passed::default()
         };
+        // A batch mostly goes to one URL: parse it and find its host once.
+        let mut last: Option<(String, Option<url::Url>, String, Arc<Host>)> = None;
         for d in claimed {
             if let Some(why) = d.disabled.clone() {
                 self.metrics.attempt("skipped");
@@ -316,9 +318,16 @@ impl Deliverer {
                 });
                 continue;
             }
-            let parsed = url::Url::parse(&d.url).ok();
-            let key = parsed.as_ref().map(key_of).unwrap_or_default();
-            let host = self.host(&key);
+            let (parsed, key, host) = match &last {
+                Some((u, p, k, h)) if *u == d.url => (p.clone(), k.clone(), h.clone()),
+                _ => {
+                    let p = url::Url::parse(&d.url).ok();
+                    let k = p.as_ref().map(key_of).unwrap_or_default();
+                    let h = self.host(&k);
+                    last = Some((d.url.clone(), p.clone(), k.clone(), h.clone()));
+                    (p, k, h)
+                }
+            };
             let admit = match host.breaker.lock() {
                 Ok(mut b) => b.admit(&self.config.breaker, now),
                 Err(_) => Admit::Yes,
