@@ -111,8 +111,12 @@ async fn success_is_signed_and_logged(backend: &str) {
     assert_eq!(s.header("content-type"), Some("application/json"));
     assert_eq!(s.header("x-tier"), Some("gold"));
     assert_eq!(s.header("authorization"), Some("Bearer s3cret"));
-    assert!(s.header("user-agent").is_some_and(|v| v.starts_with("Outflow/")));
-    assert!(s.header("host").is_some_and(|v| v.starts_with("127.0.0.1:")));
+    assert!(s
+        .header("user-agent")
+        .is_some_and(|v| v.starts_with("Outflow/")));
+    assert!(s
+        .header("host")
+        .is_some_and(|v| v.starts_with("127.0.0.1:")));
     assert_eq!(ts(s), e.now() / 1_000_000);
     assert_signed(s, &secret(&e).await);
     let d = the_delivery(&e, &f).await;
