@@ -61,9 +61,9 @@ const MAINTAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(500
 
 /// Tells the writer when maintenance is cheap. SQLite's checkpointer sets
 /// it after each pass: the writer's own checkpoint then copies only what
-/// was committed during that pass (1–2 ms of stalled commits at 1,000
+/// was committed during that pass (1–3 ms of stalled commits at 1,000
 /// events/s), where on the timer alone it copied up to 500 ms of log
-/// (2.5–10 ms).
+/// (2.4–10 ms).
 #[derive(Clone, Default)]
 pub struct MaintainHint(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
