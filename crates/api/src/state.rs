@@ -28,6 +28,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     keys: Arc<RwLock<CredentialCache>>,
     wake: Option<Wake>,
+    wake_events: Option<Wake>,
     webhooks_allow_private: Arc<Vec<String>>,
     deliverer: Option<Arc<outflow_delivery::Deliverer>>,
     password_cost: PasswordCost,
@@ -46,6 +47,7 @@ impl AppState {
             clock,
             keys: Arc::new(RwLock::new(HashMap::new())),
             wake: None,
+            wake_events: None,
             webhooks_allow_private: Arc::new(Vec::new()),
             deliverer: None,
             password_cost: PasswordCost::DEFAULT,
@@ -118,6 +120,12 @@ impl AppState {
         self
     }
 
+    /// Sets the hook called after storing events (else [`AppState::wake`]'s).
+    pub fn with_wake_events(mut self, wake: Wake) -> Self {
+        self.wake_events = Some(wake);
+        self
+    }
+
     /// Hosts (names, IP addresses or CIDRs) that webhooks may reach over
     /// plain `http://` (`OUTFLOW_WEBHOOKS_ALLOW_PRIVATE`).
     pub fn with_webhooks_allow_private(mut self, hosts: Vec<String>) -> Self {
@@ -134,6 +142,14 @@ impl AppState {
     pub fn wake(&self) {
         if let Some(w) = &self.wake {
             w();
+        }
+    }
+
+    /// Wakes the flow engine after events were stored.
+    pub fn wake_events(&self) {
+        match &self.wake_events {
+            Some(w) => w(),
+            None => self.wake(),
         }
     }
 

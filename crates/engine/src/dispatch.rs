@@ -348,6 +348,15 @@ impl Carry {
     }
 }
 
+/// What [`Dispatcher::plan_events_in`] found.
+pub enum AtIngest {
+    /// Nothing to dispatch (or no flow listens to events).
+    Idle,
+    /// More unplanned events than the caller takes on: the trigger loop's.
+    Backlog,
+    Planned(Box<Planned>),
+}
+
 /// One feed batch planned by [`Dispatcher::plan`], written by
 /// [`Planned::commit`].
 pub struct Planned {
@@ -482,6 +491,57 @@ impl Dispatcher {
             *slot = index;
         }
         true
+    }
+
+    /// [`Dispatcher::refresh`] from inside a transaction (the writer's
+    /// batch hook); returns the index to plan with.
+    pub fn refresh_in(&self, conn: &mut dyn Conn) -> Result<Arc<FlowIndex>, StoreError> {
+        let known = self.index();
+        let rebuilt = rebuilt_index(conn, &known)?;
+        let index = rebuilt.clone().unwrap_or(known);
+        self.install(rebuilt);
+        Ok(index)
+    }
+
+    /// Plans the next batch of the events feed inside the transaction that
+    /// stored them (SQLite's single writer: `seq` has no holes from other
+    /// writers), when at most `cap` events wait; a longer backlog is left
+    /// to the trigger loop, which reads it in batches off the writer
+    /// thread. The caller writes the plan before planning again, so each
+    /// batch sees the runs of the one before.
+    pub fn plan_events_in(
+        &self,
+        conn: &mut dyn Conn,
+        index: &FlowIndex,
+        now: DateTime<Utc>,
+        cap: i64,
+    ) -> Result<AtIngest, StoreError> {
+        let src = EventSource;
+        if !index.listens_to(src.trigger_type()) {
+            return Ok(AtIngest::Idle);
+        }
+        let after = runs::cursor(conn, src.feed())?;
+        let head = src.head(conn)?;
+        if head <= after {
+            return Ok(AtIngest::Idle);
+        }
+        if head - after > cap {
+            return Ok(AtIngest::Backlog);
+        }
+        let items = src.fetch(conn, after, self.batch)?;
+        let Some(last) = items.last().map(|o| o.seq) else {
+            return Ok(AtIngest::Idle);
+        };
+        let lease = self
+            .handoff
+            .as_ref()
+            .map(|(o, l)| (o.clone(), to_micros(now + *l)));
+        Ok(AtIngest::Planned(Box::new(Planned {
+            feed: src.feed(),
+            plan: plan(conn, index, after, last, items, &HashMap::new(), now)?,
+            lease,
+            now_us: to_micros(now),
+        })))
     }
 
     /// One batch from every feed, each written in its own transaction.

@@ -7,6 +7,7 @@
 //! nothing. All time comes from the injected [`Clock`]: tests move it and
 //! call [`Engine::tick`] instead of sleeping.
 
+pub mod at_ingest;
 pub mod audiences;
 pub mod dispatch;
 pub mod executor;
@@ -41,6 +42,9 @@ pub struct EngineConfig {
     pub poll: std::time::Duration,
     /// Concurrent loops claiming due runs in `serve`.
     pub run_lanes: usize,
+    /// On SQLite, `spawn` dispatches events in the transaction that
+    /// stores them ([`at_ingest`]); off, the trigger loop does it after.
+    pub dispatch_at_ingest: bool,
     pub delivery: DeliveryConfig,
 }
 
@@ -57,6 +61,7 @@ impl Default for EngineConfig {
             lease: Duration::seconds(60),
             poll: std::time::Duration::from_millis(100),
             run_lanes: 2,
+            dispatch_at_ingest: true,
         }
     }
 }
@@ -102,6 +107,8 @@ pub struct Engine {
     wake: Notify,
     runs_wake: Notify,
     audiences_wake: Notify,
+    /// The writer's batch hook dispatches events ([`at_ingest`]).
+    at_ingest: std::sync::atomic::AtomicBool,
 }
 
 /// Upper bound on ticks in [`Engine::run_until_idle`], so a flow that
@@ -136,6 +143,7 @@ impl Engine {
             wake: Notify::new(),
             runs_wake: Notify::new(),
             audiences_wake: Notify::new(),
+            at_ingest: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -325,6 +333,16 @@ impl Engine {
         self.audiences_wake.notify_one();
     }
 
+    /// [`Engine::notify`] after storing events: when they were dispatched
+    /// in their own transaction, the trigger loop has nothing to read (it
+    /// would spend a read per request finding that out).
+    pub fn notify_events(&self) {
+        if !self.at_ingest.load(std::sync::atomic::Ordering::Acquire) {
+            self.wake.notify_one();
+        }
+        self.audiences_wake.notify_one();
+    }
+
     /// Starts the background loops, each a pass and — if it found nothing
     /// — a wait for its wake-up or the poll interval:
     /// - triggers: dispatch new feed items and advance the runs it created
@@ -339,6 +357,17 @@ impl Engine {
     pub fn spawn(self: Arc<Self>) -> Worker {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let delivery = self.deliverer.clone().spawn(self.config.poll);
+        let hooked = self.config.dispatch_at_ingest
+            && self.store.dialect() == outflow_store::db::Dialect::Sqlite;
+        if hooked {
+            self.store
+                .set_batch_hook(Some(Box::new(at_ingest::IngestHook::new(
+                    Arc::downgrade(&self),
+                    tokio::runtime::Handle::current(),
+                ))));
+            self.at_ingest
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         let mut tasks = Vec::new();
         let e = self.clone();
         tasks.push(tokio::spawn(e.trigger_loop(stopped.clone())));
@@ -396,6 +425,7 @@ impl Engine {
             tasks,
             stop,
             delivery,
+            hooked: hooked.then(|| self.clone()),
         }
     }
 }
@@ -459,11 +489,18 @@ pub struct Worker {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
     delivery: outflow_delivery::DeliveryTasks,
+    /// The engine whose batch hook this worker installed.
+    hooked: Option<Arc<Engine>>,
 }
 
 impl Worker {
     /// Lets the current pass finish (its batch commits), then stops.
     pub async fn stop(self) {
+        if let Some(e) = &self.hooked {
+            e.store.set_batch_hook(None);
+            e.at_ingest
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;

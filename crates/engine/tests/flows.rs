@@ -330,23 +330,11 @@ async fn reentry_default_and_versions(backend: &str) {
 /// Stores an event through the ingest path (the one with the writer's
 /// memory of the last attributes applied to each profile).
 async fn ingest(e: &common::Env, metric: &str, tier: &str, unique: &str) -> String {
-    use outflow_core::event::EventInput;
-    use outflow_core::profile::ProfileInput;
-    use outflow_core::Clock;
-    let attrs = json!({"email": "t@x.io", "properties": {"tier": tier}});
-    let profile = ProfileInput::from_attributes(attrs.as_object().expect("object")).expect("valid");
-    let ev = EventInput {
-        metric_name: metric.into(),
-        profile,
-        properties: serde_json::Map::new(),
-        time: Some(e.clock.now()),
-        value: None,
-        value_currency: None,
-        unique_id: Some(unique.into()),
-        backfill: false,
-    }
-    .validate(e.clock.now())
-    .expect("valid event");
+    let ev = e.valid_event(
+        metric,
+        json!({"email": "t@x.io", "properties": {"tier": tier}}),
+        unique,
+    );
     let (account, now) = (e.account.clone(), e.now());
     e.store
         .write(move |ctx| outflow_store::events::ingest(ctx, &account, &ev, now))
@@ -360,14 +348,7 @@ async fn update_profile_then_repeated_event_attributes(backend: &str) {
     let p = ingest(&e, "Viewed", "a", "1").await;
     ingest(&e, "Viewed", "a", "2").await;
     ingest(&e, "Placed", "a", "3").await;
-    let account = e.account.clone();
-    let placed = e
-        .store
-        .read(move |c| outflow_store::metrics::list(c, &account, Some("Placed"), None, 1))
-        .await
-        .expect("metrics")[0]
-        .id
-        .clone();
+    let placed = e.metric_named("Placed").await;
     e.settle().await;
     e.flow(
         "live",

@@ -16,6 +16,9 @@
 //! instead of the in-process receiver. nginx shares the machine's cores, as
 //! it would in production. Latency stays with the in-process receiver:
 //! nginx logs time only to the millisecond.
+//!
+//! `--no-at-ingest`: events are dispatched by the trigger loop after their
+//! commit instead of in it (`dispatch_at_ingest = false`), for comparison.
 
 use outflow_core::SystemClock;
 
@@ -33,6 +36,8 @@ struct Args {
     rate: usize,
     seconds: u64,
     nginx: bool,
+    /// `--no-at-ingest`: dispatch by the trigger loop (for comparison).
+    at_ingest: bool,
 }
 
 fn args() -> Args {
@@ -41,9 +46,11 @@ fn args() -> Args {
         rate: 1_000,
         seconds: 10,
         nginx: false,
+        at_ingest: true,
     };
     let v: Vec<String> = std::env::args().collect();
     a.nginx = v.iter().any(|x| x == "--nginx");
+    a.at_ingest = !v.iter().any(|x| x == "--no-at-ingest");
     for w in v.windows(2) {
         match w[0].as_str() {
             "--events" => a.events = w[1].parse().expect("--events N"),
@@ -412,6 +419,7 @@ async fn run() -> anyhow::Result<()> {
         bootstrap_api_key: Some("pk_bench_0123456789abcdef".into()),
         log: "warn".into(),
         webhooks_allow_private: vec!["127.0.0.1".into()],
+        dispatch_at_ingest: a.at_ingest,
         ..outflow::config::Config::default()
     };
     let server = outflow::start(&config, Arc::new(SystemClock)).await?;

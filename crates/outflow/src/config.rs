@@ -49,6 +49,15 @@ pub struct Config {
     /// recommendation). Lower it only for tests.
     #[serde(default = "default_password_hash_memory_kib")]
     pub password_hash_memory_kib: u32,
+    /// On SQLite, an event's runs and webhooks are written in the
+    /// transaction that stores it (`OUTFLOW_DISPATCH_AT_INGEST`, default
+    /// true; false leaves it to the trigger loop, one commit later).
+    #[serde(default = "default_dispatch_at_ingest")]
+    pub dispatch_at_ingest: bool,
+}
+
+fn default_dispatch_at_ingest() -> bool {
+    true
 }
 
 fn default_session_ttl_secs() -> u64 {
@@ -106,6 +115,7 @@ impl Default for Config {
             webhooks_rotation_window_hours: 24,
             session_ttl_secs: default_session_ttl_secs(),
             password_hash_memory_kib: default_password_hash_memory_kib(),
+            dispatch_at_ingest: default_dispatch_at_ingest(),
         }
     }
 }
@@ -187,7 +197,10 @@ impl Config {
 
     /// The engine's settings, webhook delivery included.
     pub fn engine(&self) -> outflow_engine::EngineConfig {
-        let mut e = outflow_engine::EngineConfig::default();
+        let mut e = outflow_engine::EngineConfig {
+            dispatch_at_ingest: self.dispatch_at_ingest,
+            ..outflow_engine::EngineConfig::default()
+        };
         let d = &mut e.delivery;
         d.allow_private = self.webhooks_allow_private.clone();
         d.connect_timeout = std::time::Duration::from_millis(self.webhooks_connect_timeout_ms);

@@ -69,8 +69,10 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     );
     let workers = engine.clone().spawn();
     let woken = engine.clone();
+    let woken_by_events = engine.clone();
     let state = outflow_api::AppState::new(store, clock)
         .with_wake(Arc::new(move || woken.notify()))
+        .with_wake_events(Arc::new(move || woken_by_events.notify_events()))
         .with_deliverer(engine.deliverer.clone())
         .with_webhooks_allow_private(config.webhooks_allow_private.clone())
         .with_password_cost(config.password_cost())

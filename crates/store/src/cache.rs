@@ -45,6 +45,8 @@ pub struct WriteCache {
     committed_text: HashMap<Slot, Box<str>>,
     batch: HashMap<Slot, Option<String>>,
     job: HashMap<Slot, Option<String>>,
+    /// A job of this batch stored an event (for the writer's batch hook).
+    event_noted: bool,
 }
 
 impl WriteCache {
@@ -56,6 +58,7 @@ impl WriteCache {
             committed_text: HashMap::default(),
             batch: HashMap::default(),
             job: HashMap::default(),
+            event_noted: false,
         }
     }
 
@@ -119,6 +122,16 @@ impl WriteCache {
         }
     }
 
+    /// Records that the batch stored an event (whether or not its job is
+    /// kept: a hook run for a rolled-back event finds nothing new).
+    pub fn note_event(&mut self) {
+        self.event_noted = true;
+    }
+
+    pub(crate) fn take_event_noted(&mut self) -> bool {
+        std::mem::take(&mut self.event_noted)
+    }
+
     pub(crate) fn keep_job(&mut self) {
         self.batch.extend(self.job.drain());
     }
@@ -135,6 +148,7 @@ impl WriteCache {
     }
 
     pub(crate) fn abort_batch(&mut self) {
+        self.event_noted = false;
         self.batch.clear();
         self.job.clear();
     }

@@ -77,6 +77,9 @@ pub fn ingest(
             now
         ],
     )?;
+    if n > 0 {
+        ctx.cache.note_event();
+    }
     Ok(Ingested {
         profile_id,
         event_id: (n > 0).then_some(id),

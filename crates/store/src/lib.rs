@@ -151,6 +151,11 @@ impl Store {
         self.inner.writer.write(f).await
     }
 
+    /// Installs or removes the writer's [`writer::BatchHook`].
+    pub fn set_batch_hook(&self, hook: Option<Box<dyn writer::BatchHook>>) {
+        self.inner.writer.set_hook(hook);
+    }
+
     /// Runs `f` on a read connection on a blocking thread.
     pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
     where

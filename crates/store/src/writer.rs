@@ -51,9 +51,25 @@ where
     }
 }
 
+/// Work done at the end of a batch, inside its transaction: the engine
+/// dispatches the events a batch ingested in that same commit, so an
+/// event's runs and webhooks wait for one durable commit, not two.
+pub trait BatchHook: Send {
+    /// Runs after the batch's jobs, before COMMIT, in its own savepoint:
+    /// an error undoes only the hook's writes. Called only for batches that
+    /// stored an event ([`WriteCache::note_event`]).
+    fn run(&mut self, ctx: &mut WriteCtx<'_>) -> Result<(), StoreError>;
+    /// After the batch's COMMIT (`committed`: whether it succeeded), before
+    /// the jobs' callers are answered.
+    fn finish(&mut self, committed: bool);
+}
+
+type HookSlot = std::sync::Arc<std::sync::Mutex<Option<Box<dyn BatchHook>>>>;
+
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Box<dyn Job>>,
+    hook: HookSlot,
 }
 
 /// The longest the writer goes without [`Conn::maintain`] while busy.
@@ -89,6 +105,8 @@ impl Writer {
         hint: MaintainHint,
     ) -> (Self, std::thread::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Box<dyn Job>>(16 * MAX_BATCH);
+        let hook = HookSlot::default();
+        let slot = hook.clone();
         let handle = std::thread::Builder::new()
             .name("outflow-writer".into())
             .spawn(move || {
@@ -102,7 +120,12 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    run_batch(conn.as_mut(), &mut cache, &mut batch);
+                    match slot.lock() {
+                        Ok(mut h) => {
+                            run_batch(conn.as_mut(), &mut cache, &mut batch, h.as_deref_mut())
+                        }
+                        Err(_) => run_batch(conn.as_mut(), &mut cache, &mut batch, None),
+                    }
                     if hint.take() || last_maintained.elapsed() >= MAINTAIN_EVERY {
                         if let Err(e) = conn.maintain() {
                             tracing::warn!(error = %e, "store maintenance failed");
@@ -112,7 +135,16 @@ impl Writer {
                 }
             })
             .expect("spawning the writer thread");
-        (Self { tx }, handle)
+        (Self { tx, hook }, handle)
+    }
+
+    /// Installs (or with `None` removes) the [`BatchHook`]. Waits for the
+    /// batch in progress, if any.
+    pub fn set_hook(&self, hook: Option<Box<dyn BatchHook>>) {
+        match self.hook.lock() {
+            Ok(mut h) => *h = hook,
+            Err(e) => *e.into_inner() = hook,
+        }
     }
 
     /// Runs `f` in the next group commit and returns its result once the
@@ -137,7 +169,12 @@ impl Writer {
     }
 }
 
-fn run_batch(conn: &mut dyn Conn, cache: &mut WriteCache, batch: &mut Vec<Box<dyn Job>>) {
+fn run_batch(
+    conn: &mut dyn Conn,
+    cache: &mut WriteCache,
+    batch: &mut Vec<Box<dyn Job>>,
+    mut hook: Option<&mut (dyn BatchHook + 'static)>,
+) {
     let started = std::time::Instant::now();
     let mut executed = started;
     let commit = (|| -> Result<(), StoreError> {
@@ -160,6 +197,24 @@ fn run_batch(conn: &mut dyn Conn, cache: &mut WriteCache, batch: &mut Vec<Box<dy
                 cache.drop_job();
             }
         }
+        if !cache.take_event_noted() {
+            hook = None;
+        }
+        if let Some(h) = hook.as_deref_mut() {
+            conn.savepoint(Savepoint::Begin)?;
+            let r = h.run(&mut WriteCtx {
+                conn: &mut *conn,
+                cache: &mut *cache,
+            });
+            if let Err(e) = &r {
+                tracing::warn!(error = %e, "batch hook failed; its writes are undone");
+                conn.savepoint(Savepoint::RollBack)?;
+                cache.drop_job();
+            } else {
+                cache.keep_job();
+            }
+            conn.savepoint(Savepoint::Release)?;
+        }
         executed = std::time::Instant::now();
         conn.batch("COMMIT")?;
         Ok(())
@@ -177,6 +232,9 @@ fn run_batch(conn: &mut dyn Conn, cache: &mut WriteCache, batch: &mut Vec<Box<dy
             let _ = conn.batch("ROLLBACK");
             cache.abort_batch();
         }
+    }
+    if let Some(h) = hook {
+        h.finish(commit.is_ok());
     }
     for job in batch.drain(..) {
         job.finish(commit.as_ref().map(|_| ()));

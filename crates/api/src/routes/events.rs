@@ -133,7 +133,7 @@ pub async fn create(
         .write(move |ctx| store_events::ingest(ctx, &account, &ev, now))
         .await
         .map_err(store_error)?;
-    state.wake();
+    state.wake_events();
     Ok(JsonApiResponse::accepted())
 }
 
@@ -212,7 +212,7 @@ pub async fn bulk_create(
         })
         .await
         .map_err(store_error)?;
-    state.wake();
+    state.wake_events();
     Ok(JsonApiResponse::accepted())
 }
 

@@ -227,6 +227,42 @@ impl Env {
             .collect()
     }
 
+    /// An event as the ingest API validates it, for `outflow_store::events::ingest`.
+    pub fn valid_event(
+        &self,
+        metric: &str,
+        profile: Value,
+        unique: &str,
+    ) -> outflow_core::event::ValidEvent {
+        let profile = outflow_core::profile::ProfileInput::from_attributes(
+            profile.as_object().expect("object"),
+        )
+        .expect("valid");
+        outflow_core::event::EventInput {
+            metric_name: metric.into(),
+            profile,
+            properties: serde_json::Map::new(),
+            time: Some(self.clock.now()),
+            value: None,
+            value_currency: None,
+            unique_id: Some(unique.into()),
+            backfill: false,
+        }
+        .validate(self.clock.now())
+        .expect("valid event")
+    }
+
+    /// The id of the metric named `name` (created by ingest).
+    pub async fn metric_named(&self, name: &str) -> String {
+        let (account, name) = (self.account.clone(), name.to_owned());
+        self.store
+            .read(move |c| outflow_store::metrics::list(c, &account, Some(&name), None, 1))
+            .await
+            .expect("metrics")[0]
+            .id
+            .clone()
+    }
+
     pub async fn settle(&self) -> outflow_engine::Tick {
         self.engine.run_until_idle().await.expect("engine runs")
     }
