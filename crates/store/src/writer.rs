@@ -34,7 +34,7 @@ where
 {
     fn run(&mut self, ctx: &mut WriteCtx<'_>) -> bool {
         let Some(f) = self.f.take() else { return false };
-        let r = f(ctx);
+        let r = caught(|| f(ctx));
         let ok = r.is_ok();
         self.result = Some(r);
         ok
@@ -169,6 +169,13 @@ impl Writer {
     }
 }
 
+/// A panicking job (or hook) fails alone, like a job returning an error: it
+/// must not take the writer thread, and with it every later write, down.
+fn caught<R>(f: impl FnOnce() -> Result<R, StoreError>) -> Result<R, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("a write panicked".into())))
+}
+
 fn run_batch(
     conn: &mut dyn Conn,
     cache: &mut WriteCache,
@@ -202,9 +209,11 @@ fn run_batch(
         }
         if let Some(h) = hook.as_deref_mut() {
             conn.savepoint(Savepoint::Begin)?;
-            let r = h.run(&mut WriteCtx {
-                conn: &mut *conn,
-                cache: &mut *cache,
+            let r = caught(|| {
+                h.run(&mut WriteCtx {
+                    conn: &mut *conn,
+                    cache: &mut *cache,
+                })
             });
             if let Err(e) = &r {
                 tracing::warn!(error = %e, "batch hook failed; its writes are undone");
