@@ -76,22 +76,16 @@ impl BatchHook for IngestHook {
         let Some(engine) = self.engine.upgrade() else {
             return Ok(());
         };
-        let r = self.dispatch(&engine, ctx);
-        if r.is_err() {
-            // The writer undoes the hook's writes.
-            self.written.clear();
-            self.left = true;
-        }
-        r
+        self.dispatch(&engine, ctx)
     }
 
-    fn finish(&mut self, committed: bool) {
+    fn finish(&mut self, kept: bool) {
         let written = std::mem::take(&mut self.written);
         let mut left = std::mem::take(&mut self.left);
         let Some(engine) = self.engine.upgrade() else {
             return;
         };
-        if committed {
+        if kept {
             if !written.is_empty() {
                 let _in_runtime = self.runtime.enter();
                 if engine.land(written).claimed > 0 {

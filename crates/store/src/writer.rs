@@ -59,9 +59,11 @@ pub trait BatchHook: Send {
     /// an error undoes only the hook's writes. Called only for batches that
     /// stored an event ([`WriteCache::note_event`]).
     fn run(&mut self, ctx: &mut WriteCtx<'_>) -> Result<(), StoreError>;
-    /// After the batch's COMMIT (`committed`: whether it succeeded), before
-    /// the jobs' callers are answered.
-    fn finish(&mut self, committed: bool);
+    /// After the batch's COMMIT, before the jobs' callers are answered.
+    /// `kept`: `run` succeeded and the commit too, so its writes are
+    /// durable; otherwise they are undone (`run` may not even have been
+    /// called, or have panicked halfway).
+    fn finish(&mut self, kept: bool);
 }
 
 type HookSlot = std::sync::Arc<std::sync::Mutex<Option<Box<dyn BatchHook>>>>;
@@ -184,6 +186,7 @@ fn run_batch(
 ) {
     let started = std::time::Instant::now();
     let mut executed = started;
+    let mut hook_ok = false;
     let commit = (|| -> Result<(), StoreError> {
         conn.batch("BEGIN")?;
         for job in batch.iter_mut() {
@@ -221,6 +224,7 @@ fn run_batch(
                 cache.drop_job();
             } else {
                 cache.keep_job();
+                hook_ok = true;
             }
             conn.savepoint(Savepoint::Release)?;
         }
@@ -243,7 +247,7 @@ fn run_batch(
         }
     }
     if let Some(h) = hook {
-        h.finish(commit.is_ok());
+        h.finish(hook_ok && commit.is_ok());
     }
     for job in batch.drain(..) {
         job.finish(commit.as_ref().map(|_| ()));

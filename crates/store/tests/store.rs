@@ -561,6 +561,77 @@ async fn repeated_event_attributes_apply_again_after_a_change(backend: &str) {
     assert_eq!(p.attributes["first_name"], json!("Ann"));
 }
 
+/// Writes a marker row named `feed` in its own savepoint, then panics if
+/// asked to; records what `finish` was told.
+struct MarkingHook {
+    feed: &'static str,
+    panics: bool,
+    told: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
+}
+
+impl outflow_store::writer::BatchHook for MarkingHook {
+    fn run(&mut self, ctx: &mut outflow_store::WriteCtx<'_>) -> Result<(), StoreError> {
+        ctx.conn.execute(
+            "INSERT INTO dispatch_cursors (feed, position, updated) VALUES ($1, 0, 0)",
+            outflow_store::params![self.feed],
+        )?;
+        assert!(!self.panics, "a bug in the hook after writing");
+        Ok(())
+    }
+
+    fn finish(&mut self, kept: bool) {
+        self.told.lock().unwrap().push(kept);
+    }
+}
+
+async fn batch_hook_runs_after_events_and_fails_alone(backend: &str) {
+    let db = TestDb::by_name(backend);
+    let (store, acct) = open(&db).await;
+    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let marker = |feed: &'static str| {
+        let s = store.clone();
+        async move {
+            s.read(move |c| {
+                Ok(c.query_opt(
+                    "SELECT 1 FROM dispatch_cursors WHERE feed = $1",
+                    outflow_store::params![feed],
+                )?
+                .is_some())
+            })
+            .await
+            .unwrap()
+        }
+    };
+    store.set_batch_hook(Some(Box::new(MarkingHook {
+        feed: "panicked",
+        panics: true,
+        told: told.clone(),
+    })));
+    let r = ingest(&store, &acct, event("M", email("a@x.co"), Some("1"), 0)).await;
+    assert!(r.unwrap().event_id.is_some(), "the event is stored");
+    assert_eq!(*told.lock().unwrap(), vec![false]);
+    assert!(!marker("panicked").await, "the hook's writes are undone");
+
+    store.set_batch_hook(Some(Box::new(MarkingHook {
+        feed: "kept",
+        panics: false,
+        told: told.clone(),
+    })));
+    // A batch that stores no event does not call the hook.
+    store
+        .write(|ctx| Ok(ctx.conn.execute("UPDATE accounts SET name = name", &[])?))
+        .await
+        .unwrap();
+    assert_eq!(told.lock().unwrap().len(), 1);
+    ingest(&store, &acct, event("M", email("a@x.co"), Some("2"), 0))
+        .await
+        .unwrap();
+    assert_eq!(*told.lock().unwrap(), vec![false, true]);
+    assert!(marker("kept").await);
+    let a2 = acct.clone();
+    assert_eq!(store.read(move |c| events::count(c, &a2)).await.unwrap(), 2);
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -573,6 +644,7 @@ macro_rules! suite {
 }
 
 suite!(
+    batch_hook_runs_after_events_and_fails_alone,
     bootstrap_and_authenticate,
     events_create_profiles_and_deduplicate,
     conflicting_identifiers_change_nothing,
