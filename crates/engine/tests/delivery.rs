@@ -264,6 +264,39 @@ async fn timeout_is_retried(backend: &str) {
     assert_eq!(the_delivery(&e, &f).await.status, "succeeded");
 }
 
+/// A destination whose accept queue is full drops new SYNs, so connecting
+/// hangs until the connect timeout: a retried "timeout", told apart from
+/// the total timeout of an answer that never completes.
+async fn connect_timeout_is_retried(backend: &str) {
+    let mut e = env(backend).await;
+    e.engine = engine_with(&e.store, &e.clock, |c| {
+        c.delivery.connect_timeout = std::time::Duration::from_millis(300);
+    });
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(0).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let mut queued = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)) {
+            Ok(s) => queued.push(s),
+            Err(_) => break,
+        }
+    }
+    let url = format!("http://{addr}/hook");
+    let (f, l) = webhook_flow(&e, json!({"url": url, "body": "{}"})).await;
+    enter(&e, &l, "a@x.io").await;
+    e.settle().await;
+    let d = the_delivery(&e, &f).await;
+    assert_eq!(d.status, "pending", "retried");
+    let error = d.last_error.unwrap_or_default();
+    assert!(error.starts_with("timeout"), "{error}");
+    assert!(!error.contains("no complete answer"), "{error}");
+    drop((listener, queued));
+}
+
 async fn invalid_json_body_is_skipped_and_kept(backend: &str) {
     let e = env(backend).await;
     let rx = scripted(vec![Reply::status(200)]).await;
@@ -521,6 +554,7 @@ on_both!(
     client_error_is_skipped_without_retry,
     gone_disables_the_destination,
     timeout_is_retried,
+    connect_timeout_is_retried,
     invalid_json_body_is_skipped_and_kept,
     private_destinations_are_refused,
     redirects_are_not_followed,
