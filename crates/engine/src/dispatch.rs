@@ -59,6 +59,12 @@ pub trait TriggerSource: Send + Sync {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Occurrence>, StoreError>;
+    /// Called in the transaction that moves the cursor to `upto`: a feed
+    /// that is only a queue drops what it no longer needs. Events and list
+    /// memberships are data and stay.
+    fn prune(&self, _conn: &mut dyn Conn, _upto: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// `metric` triggers: every new event of the metric.
@@ -361,6 +367,7 @@ pub enum AtIngest {
 /// [`Planned::commit`].
 pub struct Planned {
     feed: &'static str,
+    source: Arc<dyn TriggerSource>,
     plan: Plan,
     lease: Option<(String, i64)>,
     now_us: i64,
@@ -427,7 +434,7 @@ impl Planned {
                 "the {feed} cursor moved under us"
             )));
         }
-        Ok(())
+        self.source.prune(ctx.conn, self.plan.to)
     }
 }
 
@@ -516,7 +523,7 @@ impl Dispatcher {
         now: DateTime<Utc>,
         cap: i64,
     ) -> Result<AtIngest, StoreError> {
-        let src = EventSource;
+        let src: Arc<dyn TriggerSource> = Arc::new(EventSource);
         if !index.listens_to(src.trigger_type()) {
             return Ok(AtIngest::Idle);
         }
@@ -538,6 +545,7 @@ impl Dispatcher {
             .map(|(o, l)| (o.clone(), to_micros(now + *l)));
         Ok(AtIngest::Planned(Box::new(Planned {
             feed: src.feed(),
+            source: src.clone(),
             plan: plan(conn, index, after, last, items, &HashMap::new(), now)?,
             lease,
             now_us: to_micros(now),
@@ -620,6 +628,7 @@ impl Dispatcher {
                         if head > after {
                             out.push(Planned {
                                 feed,
+                                source: src.clone(),
                                 plan: Plan {
                                     from: after,
                                     to: head,
@@ -641,6 +650,7 @@ impl Dispatcher {
                     };
                     out.push(Planned {
                         feed,
+                        source: src.clone(),
                         plan: plan(conn, &index, after, last, items, &carry.entered, now)?,
                         lease: lease.clone(),
                         now_us,

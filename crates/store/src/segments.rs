@@ -546,6 +546,28 @@ pub fn prune_profile_changes(conn: &mut dyn Conn) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Drops membership changes the segment trigger's cursor has passed: the
+/// feed is only a queue (no API reads it), and without this it grew with
+/// every join and leave. Sequence numbers are never reused (SQLite's
+/// AUTOINCREMENT, PostgreSQL's sequence), so an emptied feed still
+/// continues above the cursor. At most [`PRUNE_CHANGES`] rows go per call,
+/// so a store that kept years of changes before this existed drains them
+/// over many dispatch commits instead of stalling one.
+pub fn prune_changes(conn: &mut dyn Conn, upto: i64) -> Result<(), StoreError> {
+    conn.execute(
+        &format!(
+            "DELETE FROM segment_changes WHERE seq <= $1 \
+             AND seq <= (SELECT MIN(seq) FROM segment_changes) + {PRUNE_CHANGES}"
+        ),
+        params![upto],
+    )?;
+    Ok(())
+}
+
+/// See [`prune_changes`]: ten times a dispatch batch, so a backlog drains
+/// while new changes arrive.
+pub const PRUNE_CHANGES: i64 = 10_000;
+
 pub fn head(conn: &mut dyn Conn, table: &'static str) -> Result<i64, StoreError> {
     let sql = format!("SELECT COALESCE(MAX(seq), 0) FROM {table}");
     Ok(conn

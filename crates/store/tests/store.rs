@@ -632,6 +632,66 @@ async fn batch_hook_runs_after_events_and_fails_alone(backend: &str) {
     assert_eq!(store.read(move |c| events::count(c, &a2)).await.unwrap(), 2);
 }
 
+async fn segment_changes_are_pruned_in_bounded_steps(backend: &str) {
+    use outflow_store::segments::{prune_changes, PRUNE_CHANGES};
+    let db = TestDb::by_name(backend);
+    let (store, acct) = open(&db).await;
+    let total: i64 = 25_000;
+    store
+        .write(move |ctx| {
+            for chunk in 0..total / 500 {
+                let rows = vec![format!("('{acct}', 's', 'p{chunk}', 1, 1, 0)"); 500].join(", ");
+                ctx.conn.execute(
+                    &format!("INSERT INTO segment_changes (account_id, segment_id, profile_id, entered, organic, at) VALUES {rows}"),
+                    &[],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let count = |s: &Store| {
+        let s = s.clone();
+        async move {
+            s.read(|c| {
+                let r = c.query_opt(
+                    "SELECT COUNT(*), COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM segment_changes",
+                    &[],
+                )?;
+                let r = r.expect("one row");
+                Ok((r.int(0)?, r.int(1)?, r.int(2)?))
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let (n, first, last) = count(&store).await;
+    assert_eq!(n, total);
+    // Only what the cursor passed goes.
+    let upto = first + 99;
+    store
+        .write(move |ctx| prune_changes(ctx.conn, upto))
+        .await
+        .unwrap();
+    assert_eq!(count(&store).await.0, total - 100);
+    // A long backlog goes a bounded step per call.
+    let mut calls = 0;
+    loop {
+        let before = count(&store).await.0;
+        if before == 0 {
+            break;
+        }
+        store
+            .write(move |ctx| prune_changes(ctx.conn, last))
+            .await
+            .unwrap();
+        let after = count(&store).await.0;
+        assert!(before - after <= PRUNE_CHANGES + 1, "{before} -> {after}");
+        calls += 1;
+    }
+    assert_eq!(calls, 3);
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -645,6 +705,7 @@ macro_rules! suite {
 
 suite!(
     batch_hook_runs_after_events_and_fails_alone,
+    segment_changes_are_pruned_in_bounded_steps,
     bootstrap_and_authenticate,
     events_create_profiles_and_deduplicate,
     conflicting_identifiers_change_nothing,

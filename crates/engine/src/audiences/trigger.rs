@@ -25,6 +25,10 @@ impl TriggerSource for SegmentSource {
         segments::head(conn, "segment_changes")
     }
 
+    fn prune(&self, conn: &mut dyn Conn, upto: i64) -> Result<(), StoreError> {
+        segments::prune_changes(conn, upto)
+    }
+
     fn fetch(
         &self,
         conn: &mut dyn Conn,
