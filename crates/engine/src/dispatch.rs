@@ -345,7 +345,7 @@ impl Carry {
     /// Adds a planned batch; `active` says which of its runs are still
     /// active after the steps about to be written with it.
     pub fn add(&mut self, planned: &Planned, active: &HashMap<String, bool>) {
-        self.cursors.insert(planned.feed, planned.plan.to);
+        self.cursors.insert(planned.source.feed(), planned.plan.to);
         for r in &planned.plan.runs {
             let still = active.get(&r.id).copied().unwrap_or(true);
             self.entered
@@ -366,7 +366,6 @@ pub enum AtIngest {
 /// One feed batch planned by [`Dispatcher::plan`], written by
 /// [`Planned::commit`].
 pub struct Planned {
-    feed: &'static str,
     source: Arc<dyn TriggerSource>,
     plan: Plan,
     lease: Option<(String, i64)>,
@@ -428,7 +427,7 @@ impl Planned {
     }
 
     fn move_cursor(&self, ctx: &mut WriteCtx<'_>) -> Result<(), StoreError> {
-        let feed = self.feed;
+        let feed = self.source.feed();
         if !runs::advance_cursor(ctx.conn, feed, self.plan.from, self.plan.to, self.now_us)? {
             return Err(StoreError::Conflict(format!(
                 "the {feed} cursor moved under us"
@@ -544,7 +543,6 @@ impl Dispatcher {
             .as_ref()
             .map(|(o, l)| (o.clone(), to_micros(now + *l)));
         Ok(AtIngest::Planned(Box::new(Planned {
-            feed: src.feed(),
             source: src.clone(),
             plan: plan(conn, index, after, last, items, &HashMap::new(), now)?,
             lease,
@@ -627,7 +625,6 @@ impl Dispatcher {
                         let head = src.head(conn)?;
                         if head > after {
                             out.push(Planned {
-                                feed,
                                 source: src.clone(),
                                 plan: Plan {
                                     from: after,
@@ -649,7 +646,6 @@ impl Dispatcher {
                         continue;
                     };
                     out.push(Planned {
-                        feed,
                         source: src.clone(),
                         plan: plan(conn, &index, after, last, items, &carry.entered, now)?,
                         lease: lease.clone(),
