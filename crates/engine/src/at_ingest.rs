@@ -49,7 +49,12 @@ impl IngestHook {
 
     fn dispatch(&mut self, engine: &Engine, ctx: &mut WriteCtx<'_>) -> Result<(), StoreError> {
         let now = engine.clock.now();
-        let index = engine.dispatcher.refresh_in(ctx.conn)?;
+        let Some(index) = engine.dispatcher.current_in(ctx.conn)? else {
+            // The trigger loop rebuilds the index off this thread and
+            // dispatches what is stored meanwhile.
+            self.left = true;
+            return Ok(());
+        };
         loop {
             match engine
                 .dispatcher

@@ -23,9 +23,9 @@ use outflow_core::flow::{
 };
 use outflow_store::db::{Conn, Dialect};
 use outflow_store::runs::{self, NewRun};
-use outflow_store::{flows, new_ulid, params, Store, StoreError, WriteCtx};
+use outflow_store::{flows, generations, new_ulid, params, Store, StoreError, WriteCtx};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -195,15 +195,17 @@ type TriggerKey = (String, String, String);
 #[derive(Debug, Default)]
 pub struct FlowIndex {
     by_trigger: HashMap<TriggerKey, Vec<Arc<Listening>>>,
-    /// Changes whenever a flow is created, edited or changes status.
-    fingerprint: Option<(i64, i64, i64)>,
+    /// The flows' change counter when the index was built.
+    generation: Option<i64>,
+    /// Every trigger type some flow listens to.
+    trigger_types: HashSet<String>,
 }
 
 impl FlowIndex {
     /// Whether any flow listens to triggers of this type: when none does,
     /// dispatch skips the feed without reading its rows.
     pub fn listens_to(&self, trigger_type: &str) -> bool {
-        self.by_trigger.keys().any(|(_, t, _)| t == trigger_type)
+        self.trigger_types.contains(trigger_type)
     }
 
     fn listeners(&self, o: &Occurrence) -> &[Arc<Listening>] {
@@ -225,49 +227,51 @@ impl FlowIndex {
     }
 }
 
-fn fingerprint(conn: &mut dyn Conn) -> Result<(i64, i64, i64), StoreError> {
-    let r = conn.query_opt(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(updated % 1000000007), 0) AS BIGINT), CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM flows",
-        params![],
-    )?;
-    Ok(match r {
-        Some(r) => (r.int(0)?, r.int(1)?, r.int(2)?),
-        None => (0, 0, 0),
-    })
-}
-
 /// A new index if the flows table changed since `known` was built.
 fn rebuilt_index(
     conn: &mut dyn Conn,
     known: &FlowIndex,
 ) -> Result<Option<Arc<FlowIndex>>, StoreError> {
-    if Some(fingerprint(conn)?) == known.fingerprint {
+    if Some(generations::current(conn, generations::FLOWS)?) == known.generation {
         return Ok(None);
     }
-    Ok(Some(Arc::new(build_index(conn)?)))
+    Ok(Some(Arc::new(build_index(conn, known)?)))
 }
 
-fn build_index(conn: &mut dyn Conn) -> Result<FlowIndex, StoreError> {
+/// Reads every listening flow with its definition in one query. A flow
+/// whose definition equals what `known` compiled (an action's status can
+/// change a stored version, so the version alone is not enough) is reused
+/// rather than compiled again: editing one flow among thousands compiles one.
+fn build_index(conn: &mut dyn Conn, known: &FlowIndex) -> Result<FlowIndex, StoreError> {
+    let compiled_before: HashMap<&str, &Arc<Compiled>> = known
+        .by_trigger
+        .values()
+        .flatten()
+        .map(|l| (l.flow_id.as_str(), &l.compiled))
+        .collect();
     let mut index = FlowIndex {
-        fingerprint: Some(fingerprint(conn)?),
+        generation: Some(generations::current(conn, generations::FLOWS)?),
         ..FlowIndex::default()
     };
-    for (l, trigger_type, trigger_ref) in flows::all_listening(conn)? {
+    for (l, trigger_type, trigger_ref, json) in flows::all_listening_defined(conn)? {
         let Some(trigger_ref) = trigger_ref else {
             continue;
         };
-        let Some(json) = flows::version(conn, &l.flow_id, l.version)? else {
+        let Some(json) = json else {
             tracing::warn!(flow = %l.flow_id, version = l.version, "flow version missing; not listening");
             continue;
         };
-        let def = match FlowDefinition::parse(json, "") {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(flow = %l.flow_id, errors = ?e, "stored flow definition does not parse; not listening");
-                continue;
-            }
+        let compiled = match compiled_before.get(l.flow_id.as_str()) {
+            Some(c) if c.def.raw() == &json => Arc::clone(c),
+            _ => match FlowDefinition::parse(json, "") {
+                Ok(def) => Arc::new(Compiled::new(Arc::new(def), 0)),
+                Err(e) => {
+                    tracing::warn!(flow = %l.flow_id, errors = ?e, "stored flow definition does not parse; not listening");
+                    continue;
+                }
+            },
         };
-        let compiled = Arc::new(Compiled::new(Arc::new(def), 0));
+        index.trigger_types.insert(trigger_type.clone());
         index
             .by_trigger
             .entry((l.account_id.clone(), trigger_type, trigger_ref))
@@ -499,14 +503,15 @@ impl Dispatcher {
         true
     }
 
-    /// [`Dispatcher::refresh`] from inside a transaction (the writer's
-    /// batch hook); returns the index to plan with.
-    pub fn refresh_in(&self, conn: &mut dyn Conn) -> Result<Arc<FlowIndex>, StoreError> {
+    /// The index to plan with inside a transaction (the writer's batch
+    /// hook), or `None` when the flows changed since it was built: the
+    /// rebuild reads every listening flow, which with thousands takes long
+    /// enough to stall every write, so it is left to [`Dispatcher::refresh`]
+    /// on a reader.
+    pub fn current_in(&self, conn: &mut dyn Conn) -> Result<Option<Arc<FlowIndex>>, StoreError> {
         let known = self.index();
-        let rebuilt = rebuilt_index(conn, &known)?;
-        let index = rebuilt.clone().unwrap_or(known);
-        self.install(rebuilt);
-        Ok(index)
+        let now = generations::current(conn, generations::FLOWS)?;
+        Ok((known.generation == Some(now)).then_some(known))
     }
 
     /// Plans the next batch of the events feed inside the transaction that

@@ -52,10 +52,17 @@ fn mark(id: &str, next: Option<&str>) -> Value {
                 "property_key": "bought", "property_value": "yes"}]}})
 }
 
-fn spawned(e: &Env) -> (Arc<outflow_engine::Engine>, outflow_engine::Worker) {
+async fn spawned(e: &Env) -> (Arc<outflow_engine::Engine>, outflow_engine::Worker) {
     let engine = Arc::new(engine_with(&e.store, &e.clock, |c| {
         c.poll = std::time::Duration::from_secs(3600);
     }));
+    // As `outflow::start` does: the hook plans only with an index that is
+    // current, and never builds one itself.
+    engine
+        .dispatcher
+        .refresh(&e.store)
+        .await
+        .expect("index the flows");
     let worker = engine.clone().spawn();
     (engine, worker)
 }
@@ -97,7 +104,7 @@ async fn an_event_commits_with_its_runs_steps_and_webhook() {
                mark("2", None)]),
     )
     .await;
-    let (_engine, worker) = spawned(&e);
+    let (_engine, worker) = spawned(&e).await;
     ingest(&e, vec![event(&e, "Placed", "a@x.io", "a1")]).await;
     // No wait: the run and its delivery were written with the event.
     assert_eq!(e.runs_of_flow(&f).await.len(), 1);
@@ -127,7 +134,7 @@ async fn an_event_commits_with_its_runs_steps_and_webhook() {
 async fn a_backlog_beyond_the_cap_goes_to_the_trigger_loop() {
     let e = env("sqlite").await;
     let f = placed_flow(&e, json!([mark("1", None)])).await;
-    let (_engine, worker) = spawned(&e);
+    let (_engine, worker) = spawned(&e).await;
     let n = usize::try_from(CAP).expect("small") + 1;
     let bulk = (0..n)
         .map(|i| event(&e, "Placed", &format!("bulk{i}@x.io"), &format!("u{i}")))
@@ -150,10 +157,43 @@ async fn a_backlog_beyond_the_cap_goes_to_the_trigger_loop() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_flow_is_indexed_off_the_writer() {
+    let e = env("sqlite").await;
+    let f1 = placed_flow(&e, json!([mark("1", None)])).await;
+    let (_engine, worker) = spawned(&e).await;
+    ingest(&e, vec![event(&e, "Placed", "a@x.io", "a1")]).await;
+    assert_eq!(e.runs_of_flow(&f1).await.len(), 1);
+
+    // A second flow on the same metric: the hook's index is stale, so it
+    // leaves the event to the trigger loop (which it wakes) rather than
+    // rebuild the index on the writer thread.
+    let metric = e.metric_named("Placed").await;
+    let f2 = e
+        .flow(
+            "live",
+            ("metric", &metric),
+            json!({"triggers": [{"type": "metric", "id": metric}],
+                   "actions": [mark("1", None)], "entry_action_id": "1"}),
+        )
+        .await;
+    ingest(&e, vec![event(&e, "Placed", "b@x.io", "b1")]).await;
+    assert_eq!(e.runs_of_flow(&f1).await.len(), 1, "not at ingest");
+    eventually("both flows' runs for b", async || {
+        e.runs_of_flow(&f1).await.len() == 2 && e.runs_of_flow(&f2).await.len() == 1
+    })
+    .await;
+    // Re-indexed, the next event is dispatched at ingest to both.
+    ingest(&e, vec![event(&e, "Placed", "c@x.io", "c1")]).await;
+    assert_eq!(e.runs_of_flow(&f1).await.len(), 3);
+    assert_eq!(e.runs_of_flow(&f2).await.len(), 2);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_dispatches_after_the_commit() {
     let e = env("postgres").await;
     let f = placed_flow(&e, json!([mark("1", None)])).await;
-    let (engine, worker) = spawned(&e);
+    let (engine, worker) = spawned(&e).await;
     ingest(&e, vec![event(&e, "Placed", "a@x.io", "a1")]).await;
     assert_eq!(
         e.runs_of_flow(&f).await.len(),

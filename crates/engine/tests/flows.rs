@@ -602,7 +602,39 @@ async fn items_before_going_live_never_start_it(backend: &str) {
     assert!(runs.iter().any(|r| r.profile_id == z));
 }
 
+/// A status change rewrites the actions' statuses inside the stored
+/// version (no new version): the flow index compiles the new definition
+/// even though the version number is the one it already holds.
+async fn a_status_change_reaches_the_indexed_definition(backend: &str) {
+    let e = env(backend).await;
+    let m = e.metric("Placed Order").await;
+    let mut act = marking("bought");
+    act["data"]["status"] = json!("manual");
+    let (f, _) = create_flow(
+        &e,
+        "manual",
+        json!({"triggers": [{"type": "metric", "id": m}], "actions": [act],
+               "entry_action_id": "mark"}),
+    )
+    .await;
+    let a = e.profile("a@x.io", json!({})).await;
+    e.event(&m, &a, json!({}), false).await;
+    e.settle().await;
+    assert_eq!(e.runs_of_flow(&f).await[0].state, "needs-review");
+
+    let (flow, _) = change(&e, &f, Some("live"), None).await;
+    assert_eq!(flow.version, 1, "the version was rewritten in place");
+    let b = e.profile("b@x.io", json!({})).await;
+    e.event(&m, &b, json!({}), false).await;
+    e.settle().await;
+    let runs = e.runs_of_flow(&f).await;
+    let b_run = runs.iter().find(|r| r.profile_id == b).expect("b's run");
+    assert_eq!(b_run.state, "done");
+    assert_eq!(e.properties(&b).await["bought"], "yes");
+}
+
 on_both!(
+    a_status_change_reaches_the_indexed_definition,
     flow_status_sets_every_action_for_waiting_runs,
     items_before_going_live_never_start_it,
     update_profile_then_repeated_event_attributes,

@@ -19,6 +19,9 @@
 //!
 //! `--no-at-ingest`: events are dispatched by the trigger loop after their
 //! commit instead of in it (`dispatch_at_ingest = false`), for comparison.
+//!
+//! `--idle-flows N`: N more live flows that no event triggers, to measure
+//! what a large flow index costs per event.
 
 use outflow_core::SystemClock;
 
@@ -38,6 +41,9 @@ struct Args {
     nginx: bool,
     /// `--no-at-ingest`: dispatch by the trigger loop (for comparison).
     at_ingest: bool,
+    /// `--idle-flows N`: N more live flows, on metrics no event names, so
+    /// what a large flow index costs the hot path shows.
+    idle_flows: usize,
 }
 
 fn args() -> Args {
@@ -47,6 +53,7 @@ fn args() -> Args {
         seconds: 10,
         nginx: false,
         at_ingest: true,
+        idle_flows: 0,
     };
     let v: Vec<String> = std::env::args().collect();
     a.nginx = v.iter().any(|x| x == "--nginx");
@@ -56,6 +63,7 @@ fn args() -> Args {
             "--events" => a.events = w[1].parse().expect("--events N"),
             "--rate" => a.rate = w[1].parse().expect("--rate N"),
             "--seconds" => a.seconds = w[1].parse().expect("--seconds N"),
+            "--idle-flows" => a.idle_flows = w[1].parse().expect("--idle-flows N"),
             _ => {}
         }
     }
@@ -342,8 +350,7 @@ fn event(metric: &str, email: &str, sent: Option<i64>, i: usize) -> Value {
 }
 
 /// A live flow on `metric`: one webhook to `url` whose body carries the
-/// event's `sent` time. Written straight to the store (flow creation is not
-/// what is measured).
+/// event's `sent` time.
 async fn flow(server: &outflow::Server, api: &Api, metric: &str, url: &str) {
     let (s, b) = api
         .post(
@@ -368,7 +375,28 @@ async fn flow(server: &outflow::Server, api: &Api, metric: &str, url: &str) {
             "data": {"status": "live", "message": {"url": url,
                 "body": "{\"sent\": {{ event.sent|default:0 }}, \"email\": \"{{ person.email }}\", \"n\": {{ event.n }}}"}}}],
         "entry_action_id": "1"});
-    let (m, d, fid) = (metric_id, def.to_string(), format!("bench-{metric}"));
+    let flow = (format!("bench-{metric}"), metric_id);
+    insert_live_flows(server, vec![flow], def.to_string()).await;
+    server.engine.notify();
+    // Let dispatch index the flow and pass the seed event.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// `n` live flows on metrics that no event names.
+async fn idle_flows(server: &outflow::Server, n: usize) {
+    let def = json!({"triggers": [{"type": "metric", "id": "idle"}],
+        "actions": [{"id": "1", "type": "send-webhook", "links": {"next": null},
+            "data": {"status": "live", "message": {"url": "https://idle.example/hook", "body": "{}"}}}],
+        "entry_action_id": "1"});
+    let flows = (0..n)
+        .map(|i| (format!("idle-{i}"), format!("idle-metric-{i}")))
+        .collect();
+    insert_live_flows(server, flows, def.to_string()).await;
+}
+
+/// Live flows `(id, metric id)` sharing one definition, written straight to
+/// the store in one job (flow creation is not what is measured).
+async fn insert_live_flows(server: &outflow::Server, flows: Vec<(String, String)>, def: String) {
     server
         .engine
         .store()
@@ -379,22 +407,21 @@ async fn flow(server: &outflow::Server, api: &Api, metric: &str, url: &str) {
                 .map(|r| r.text(0))
                 .transpose()?
                 .unwrap_or_default();
-            ctx.conn.execute(
-                "INSERT INTO flows (id, account_id, name, status, archived, trigger_type, trigger_ref, version, created, updated) \
-                 VALUES ($1, $2, 'bench', 'live', 0, 'metric', $3, 1, 1, 1)",
-                outflow_store::params![&fid, &account, &m],
-            )?;
-            ctx.conn.execute(
-                "INSERT INTO flow_versions (flow_id, version, definition, created) VALUES ($1, 1, $2, 1)",
-                outflow_store::params![&fid, &d],
-            )?;
+            for (fid, metric) in &flows {
+                ctx.conn.execute(
+                    "INSERT INTO flows (id, account_id, name, status, archived, trigger_type, trigger_ref, version, created, updated) \
+                     VALUES ($1, $2, 'bench', 'live', 0, 'metric', $3, 1, 1, 1)",
+                    outflow_store::params![fid, &account, metric],
+                )?;
+                ctx.conn.execute(
+                    "INSERT INTO flow_versions (flow_id, version, definition, created) VALUES ($1, 1, $2, 1)",
+                    outflow_store::params![fid, &def],
+                )?;
+            }
             Ok(())
         })
         .await
-        .expect("flow");
-    server.engine.notify();
-    // Let dispatch index the flow and pass the seed event.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+        .expect("flows");
 }
 
 fn pct(sorted: &[i64], p: f64) -> f64 {
@@ -440,6 +467,7 @@ async fn run() -> anyhow::Result<()> {
         None
     };
     let hook = nginx.as_ref().map_or_else(|| url.clone(), Nginx::url);
+    idle_flows(&server, a.idle_flows).await;
     flow(&server, &api, "Bench Throughput", &hook).await;
     // The request bodies are built and serialized before the clock starts:
     // the load generator's JSON work is not the server's.

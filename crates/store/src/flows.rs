@@ -63,6 +63,29 @@ pub fn all_listening(
     .collect()
 }
 
+/// [`all_listening`] with each flow's current definition (`None` if its
+/// version row is missing), in one query.
+#[allow(clippy::type_complexity)]
+pub fn all_listening_defined(
+    conn: &mut dyn Conn,
+) -> Result<Vec<(Listener, String, Option<String>, Option<Value>)>, StoreError> {
+    conn.query(
+        "SELECT f.id, f.account_id, f.status, f.version, f.went_live_seq, f.trigger_type, f.trigger_ref, v.definition \
+         FROM flows f LEFT JOIN flow_versions v ON v.flow_id = f.id AND v.version = f.version \
+         WHERE f.archived = 0 AND f.status <> 'draft'",
+        params![],
+    )?
+    .iter()
+    .map(|r| {
+        let def = match r.opt_text(7)? {
+            Some(_) => Some(r.json(7)?),
+            None => None,
+        };
+        Ok((listener(r)?, r.text(5)?, r.opt_text(6)?, def))
+    })
+    .collect()
+}
+
 /// The definition JSON of one version of a flow.
 pub fn version(
     conn: &mut dyn Conn,

@@ -11,6 +11,7 @@ pub mod db;
 pub mod deliveries;
 pub mod events;
 pub mod flows;
+pub mod generations;
 pub mod lists;
 pub mod metrics;
 pub mod migrate;

@@ -115,20 +115,6 @@ pub fn all_active(conn: &mut dyn Conn) -> Result<Vec<Segment>, StoreError> {
     conn.query(&sql, params![])?.iter().map(from_row).collect()
 }
 
-/// Changes whenever a segment is created, edited, deleted or its build
-/// moves on, so the evaluator knows when to reload.
-pub fn fingerprint(conn: &mut dyn Conn) -> Result<(i64, i64, i64), StoreError> {
-    let r = conn.query_opt(
-        "SELECT COUNT(*), COALESCE(MAX(updated), 0), \
-         CAST(COALESCE(SUM(version * 2 + is_active), 0) AS BIGINT) FROM segments",
-        params![],
-    )?;
-    Ok(match r {
-        Some(r) => (r.int(0)?, r.int(1)?, r.int(2)?),
-        None => (0, 0, 0),
-    })
-}
-
 /// What `PATCH /api/segments/{id}` may change.
 #[derive(Debug, Clone, Default)]
 pub struct SegmentChange {

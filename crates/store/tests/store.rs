@@ -680,6 +680,71 @@ async fn segment_changes_are_pruned_in_bounded_steps(backend: &str) {
     assert_eq!(calls, 3);
 }
 
+/// Every change to flows, and every change to segments but their build's
+/// progress, moves the table's counter, whatever statement made it.
+async fn generations_count_flow_and_segment_changes(backend: &str) {
+    use outflow_store::generations::{current, FLOWS, SEGMENTS};
+    let db = TestDb::by_name(backend);
+    let (store, acct) = open(&db).await;
+    let run = |sql: String| {
+        let s = store.clone();
+        async move {
+            s.write(move |ctx| {
+                ctx.conn.execute(&sql, &[])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        }
+    };
+    let now = || {
+        let s = store.clone();
+        async move {
+            s.read(|c| Ok((current(c, FLOWS)?, current(c, SEGMENTS)?)))
+                .await
+                .unwrap()
+        }
+    };
+    let (f0, s0) = now().await;
+    run(format!(
+        "INSERT INTO flows (id, account_id, name, status, archived, trigger_type, trigger_ref, version, created, updated) \
+         VALUES ('f1', '{acct}', 'a', 'draft', 0, 'metric', 'm', 1, 1, 1)"
+    ))
+    .await;
+    let (f1, s1) = now().await;
+    assert!(f1 > f0, "insert: {f0} -> {f1}");
+    assert_eq!(s1, s0);
+    run("UPDATE flows SET status = 'live' WHERE id = 'f1'".into()).await;
+    let (f2, _) = now().await;
+    assert!(f2 > f1, "update: {f1} -> {f2}");
+    run("DELETE FROM flows WHERE id = 'f1'".into()).await;
+    let (f3, _) = now().await;
+    assert!(f3 > f2, "delete: {f2} -> {f3}");
+
+    run(format!(
+        "INSERT INTO segments (id, account_id, name, definition, created, updated) \
+         VALUES ('s1', '{acct}', 's', '{{}}', 1, 1)"
+    ))
+    .await;
+    let (f4, s4) = now().await;
+    assert!(s4 > s1, "segment insert: {s1} -> {s4}");
+    assert_eq!(f4, f3);
+    run(
+        "UPDATE segments SET build_after = 'p', swept = 5, built_version = 1 WHERE id = 's1'"
+            .into(),
+    )
+    .await;
+    assert_eq!(now().await.1, s4, "build progress is not a change");
+    run("UPDATE segments SET definition = '{\"x\": 1}', version = 2 WHERE id = 's1'".into()).await;
+    let (_, s5) = now().await;
+    assert!(s5 > s4, "definition: {s4} -> {s5}");
+    run("UPDATE segments SET is_active = 0 WHERE id = 's1'".into()).await;
+    let (_, s6) = now().await;
+    assert!(s6 > s5, "deactivated: {s5} -> {s6}");
+    run("DELETE FROM segments WHERE id = 's1'".into()).await;
+    assert!(now().await.1 > s6, "segment delete");
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -694,6 +759,7 @@ macro_rules! suite {
 suite!(
     batch_hook_runs_after_events_and_fails_alone,
     segment_changes_are_pruned_in_bounded_steps,
+    generations_count_flow_and_segment_changes,
     bootstrap_and_authenticate,
     events_create_profiles_and_deduplicate,
     conflicting_identifiers_change_nothing,

@@ -24,7 +24,7 @@ use outflow_core::segment::date::{
 use outflow_store::dates::{self, KeyColumn};
 use outflow_store::db::Conn;
 use outflow_store::runs::{self, NewRun};
-use outflow_store::{params, segments, Store, StoreError};
+use outflow_store::{generations, segments, Store, StoreError};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -39,20 +39,6 @@ const FIRE_STEP: Duration = Duration::seconds(60);
 pub struct DateFlow {
     pub flow: FlowOnTrigger,
     pub trigger: DateTrigger,
-}
-
-type Fingerprint = (i64, i64, i64);
-
-fn fingerprint(conn: &mut dyn Conn) -> Result<Fingerprint, StoreError> {
-    let r = conn.query_opt(
-        "SELECT COUNT(*), COALESCE(MAX(updated), 0), CAST(COALESCE(SUM(version), 0) AS BIGINT) \
-         FROM flows WHERE trigger_type = 'date'",
-        params![],
-    )?;
-    Ok(match r {
-        Some(r) => (r.int(0)?, r.int(1)?, r.int(2)?),
-        None => (0, 0, 0),
-    })
 }
 
 fn load(conn: &mut dyn Conn) -> Result<Vec<DateFlow>, StoreError> {
@@ -91,7 +77,8 @@ pub struct DatePass {
 }
 
 pub struct DateTriggers {
-    cache: Mutex<(Option<Fingerprint>, Arc<Vec<DateFlow>>)>,
+    /// The flows' change counter and the date flows loaded at it.
+    cache: Mutex<(Option<i64>, Arc<Vec<DateFlow>>)>,
     batch: usize,
 }
 
@@ -110,7 +97,7 @@ impl DateTriggers {
         let known = self.cache.lock().ok().and_then(|c| c.0);
         let loaded = store
             .read(move |conn| {
-                let fp = fingerprint(conn)?;
+                let fp = generations::current(conn, generations::FLOWS)?;
                 if Some(fp) == known {
                     return Ok(None);
                 }

@@ -25,7 +25,7 @@ use outflow_core::segment::{
 };
 use outflow_store::db::{Conn, Dialect};
 use outflow_store::segments::{self, Change, Segment};
-use outflow_store::{runs, Store, StoreError};
+use outflow_store::{generations, runs, Store, StoreError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -74,7 +74,8 @@ pub struct AccountSegments {
 #[derive(Debug, Default)]
 pub struct SegmentIndex {
     pub accounts: HashMap<String, AccountSegments>,
-    fingerprint: Option<(i64, i64, i64)>,
+    /// The segments' change counter when the index was loaded.
+    generation: Option<i64>,
 }
 
 impl SegmentIndex {
@@ -84,7 +85,7 @@ impl SegmentIndex {
 
     fn load(conn: &mut dyn Conn) -> Result<SegmentIndex, StoreError> {
         let mut index = SegmentIndex {
-            fingerprint: Some(segments::fingerprint(conn)?),
+            generation: Some(generations::current(conn, generations::SEGMENTS)?),
             ..SegmentIndex::default()
         };
         for row in segments::all_active(conn)? {
@@ -170,10 +171,10 @@ impl SegmentEvaluator {
 
     /// Reloads the segments when the table changed.
     pub async fn refresh(&self, store: &Store) -> Result<(), EngineError> {
-        let known = self.index().fingerprint;
+        let known = self.index().generation;
         let loaded = store
             .read(move |conn| {
-                if Some(segments::fingerprint(conn)?) == known {
+                if Some(generations::current(conn, generations::SEGMENTS)?) == known {
                     return Ok(None);
                 }
                 SegmentIndex::load(conn).map(Some)
