@@ -103,6 +103,12 @@ pub struct Deliverer {
     /// PostgreSQL may rotate, so the cache is re-read after
     /// [`SECRETS_TTL`].
     secrets: Mutex<HashMap<String, CachedSecrets>>,
+    /// One secrets load per account at a time: when the cache is cold or
+    /// stale, every delivery in flight for the account would otherwise
+    /// read (or, for a new account, each write a secret) at once.
+    secrets_loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Secrets loads so far (what the gate above saves is visible in tests).
+    secret_loads: AtomicU64,
     done_tx: mpsc::UnboundedSender<Recorded>,
     done_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Recorded>>,
     in_flight: AtomicUsize,
@@ -191,6 +197,8 @@ impl Deliverer {
             client,
             hosts: Mutex::new(HashMap::new()),
             secrets: Mutex::new(HashMap::new()),
+            secrets_loading: Mutex::new(HashMap::new()),
+            secret_loads: AtomicU64::new(0),
             done_tx,
             done_rx: tokio::sync::Mutex::new(done_rx),
             in_flight: AtomicUsize::new(0),
@@ -242,19 +250,31 @@ impl Deliverer {
             .clone()
     }
 
+    fn cached_secrets(&self, account: &str) -> Option<Arc<Vec<Secret>>> {
+        let (s, at) = self.secrets.lock().ok()?.get(account).cloned()?;
+        (at.elapsed() < SECRETS_TTL).then_some(s)
+    }
+
     /// The secrets that sign for `account`, newest first; makes one if the
     /// account has none yet.
     async fn secrets_for(&self, account: &str) -> Result<Arc<Vec<Secret>>, DeliveryError> {
-        let cached = self
-            .secrets
+        if let Some(s) = self.cached_secrets(account) {
+            return Ok(s);
+        }
+        let gate = self
+            .secrets_loading
             .lock()
             .ok()
-            .and_then(|m| m.get(account).cloned());
-        if let Some((s, at)) = cached {
-            if at.elapsed() < SECRETS_TTL {
-                return Ok(s);
-            }
+            .map(|mut m| m.entry(account.to_owned()).or_default().clone());
+        let _loading = match &gate {
+            Some(g) => Some(g.lock().await),
+            None => None,
+        };
+        // Loaded by whoever held the gate before us.
+        if let Some(s) = self.cached_secrets(account) {
+            return Ok(s);
         }
+        self.secret_loads.fetch_add(1, Ordering::Relaxed);
         let texts = current_secrets(&self.store, account, to_micros(self.clock.now())).await?;
         let parsed: Vec<Secret> = texts.iter().filter_map(|t| Secret::parse(t).ok()).collect();
         let parsed = Arc::new(parsed);
@@ -777,6 +797,40 @@ pub fn response_properties(map: &[(String, String)], body: &[u8]) -> Option<Map<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fifty deliveries of a new account start at once: one of them loads
+    /// (and creates) the signing secret, the others wait and share it.
+    /// Without the gate each loaded, and on PostgreSQL that herd of writes
+    /// doubled the healthy deliveries' time in the isolation test.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cold_secrets_cache_is_loaded_once() {
+        let db = outflow_testkit::TestDb::by_name("sqlite");
+        let store = Store::open(&db.url()).await.expect("store");
+        let account = store
+            .write(|ctx| outflow_store::accounts::bootstrap(ctx.conn, None, 1))
+            .await
+            .expect("bootstrap")
+            .expect("account")
+            .account_id;
+        let d = Arc::new(
+            Deliverer::new(
+                store,
+                Arc::new(outflow_core::SystemClock),
+                DeliveryConfig::default(),
+            )
+            .expect("deliverer"),
+        );
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let (d, a) = (d.clone(), account.clone());
+                tokio::spawn(async move { d.secrets_for(&a).await.map(|s| s.len()) })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.expect("task").expect("secrets"), 1);
+        }
+        assert_eq!(d.secret_loads.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn redaction() {
