@@ -3,8 +3,9 @@
 //! concurrency limit per host), sends, and hands its result to the recorder,
 //! which writes finished attempts in batches (one transaction each). A host
 //! whose breaker is open, or whose queue is full, gets its deliveries
-//! deferred without an attempt, so a dead or slow endpoint holds only its
-//! own slots and never delays the others.
+//! deferred without an attempt, and the rest of that destination's backlog
+//! postponed with them in one statement, so a dead or slow endpoint holds
+//! only its own slots and its backlog is not claimed ahead of the others.
 
 use crate::breaker::{Admit, Breaker, BreakerConfig};
 use crate::client::{self, Answer, Request};
@@ -109,6 +110,9 @@ pub struct Deliverer {
     secrets_loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Secrets loads so far (what the gate above saves is visible in tests).
     secret_loads: AtomicU64,
+    /// Destinations (flow, action, URL prefix) whose backlog was postponed,
+    /// and until when: one write per destination per deferral period.
+    postponed: Mutex<HashMap<(String, String, String), i64>>,
     done_tx: mpsc::UnboundedSender<Recorded>,
     done_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Recorded>>,
     in_flight: AtomicUsize,
@@ -199,6 +203,7 @@ impl Deliverer {
             secrets: Mutex::new(HashMap::new()),
             secrets_loading: Mutex::new(HashMap::new()),
             secret_loads: AtomicU64::new(0),
+            postponed: Mutex::new(HashMap::new()),
             done_tx,
             done_rx: tokio::sync::Mutex::new(done_rx),
             in_flight: AtomicUsize::new(0),
@@ -362,6 +367,7 @@ impl Deliverer {
             if let Some(at) = defer_until {
                 passed.deferred += 1;
                 self.metrics.attempt("deferred");
+                self.postpone_destination(&d, to_micros(at));
                 self.finish(Recorded {
                     owner: owner.clone(),
                     delivery: d,
@@ -389,6 +395,56 @@ impl Deliverer {
             });
         }
         passed
+    }
+
+    /// `d` was deferred to `until` for its host's sake (breaker open, queue
+    /// full, or too slow to reach before its lease ends): the rest of its
+    /// destination's backlog would be claimed only to be deferred the same
+    /// way, one write each and ahead of other hosts' deliveries, so it is
+    /// postponed in one statement instead, once per destination and period.
+    fn postpone_destination(&self, d: &Claimed, until: i64) {
+        let Some(prefix) = destination_prefix(&d.url) else {
+            return;
+        };
+        let key = (d.flow_id.clone(), d.action_id.clone(), prefix.to_owned());
+        {
+            let Ok(mut postponed) = self.postponed.lock() else {
+                return;
+            };
+            if postponed.get(&key).is_some_and(|&u| u >= until) {
+                return;
+            }
+            if postponed.len() >= 1024 {
+                let now = to_micros(self.clock.now());
+                postponed.retain(|_, u| *u > now);
+            }
+            postponed.insert(key.clone(), until);
+        }
+        let store = self.store.clone();
+        let now = to_micros(self.clock.now());
+        tokio::spawn(async move {
+            let (flow, action, prefix) = key;
+            let (f, a, p) = (flow.clone(), action.clone(), prefix.clone());
+            match store
+                .write(move |ctx| {
+                    deliveries::postpone_destination(ctx.conn, &f, &a, &p, until, now)
+                })
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(
+                        flow,
+                        action,
+                        destination = prefix,
+                        until,
+                        postponed = n,
+                        "destination backlog postponed"
+                    )
+                }
+                Err(e) => tracing::warn!(error = %e, "postponing a destination's backlog failed"),
+            }
+        });
     }
 
     fn finish(&self, r: Recorded) {
@@ -419,6 +475,7 @@ impl Deliverer {
         if open_until.is_some() || late {
             self.metrics.attempt("deferred");
             let due = open_until.unwrap_or(now + self.config.defer);
+            self.postpone_destination(&d, to_micros(due));
             return Recorded {
                 owner,
                 delivery: d,
@@ -781,6 +838,16 @@ pub async fn current_secrets(
         .map_err(Into::into)
 }
 
+/// A delivery URL's scheme and authority with the `/` that starts its
+/// path ("https://hooks.example:8443/"), or `None` when nothing follows the
+/// authority but a query or fragment: a prefix without the `/` would also
+/// match longer host names.
+fn destination_prefix(url: &str) -> Option<&str> {
+    let start = url.find("://")? + 3;
+    let end = start + url[start..].find(['/', '?', '#'])?;
+    url[end..].starts_with('/').then(|| &url[..=end])
+}
+
 /// Profile properties from a JSON response, by `response_to_profile`
 /// (property → JSON pointer). Missing pointers are left out.
 pub fn response_properties(map: &[(String, String)], body: &[u8]) -> Option<Map<String, Value>> {
@@ -830,6 +897,21 @@ mod tests {
             assert_eq!(t.await.expect("task").expect("secrets"), 1);
         }
         assert_eq!(d.secret_loads.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn destination_prefixes() {
+        assert_eq!(
+            destination_prefix("https://a.example:8443/hook?x=1"),
+            Some("https://a.example:8443/")
+        );
+        assert_eq!(
+            destination_prefix("http://127.0.0.1/"),
+            Some("http://127.0.0.1/")
+        );
+        assert_eq!(destination_prefix("https://a.example?x=/y"), None);
+        assert_eq!(destination_prefix("https://a.example"), None);
+        assert_eq!(destination_prefix("not a url"), None);
     }
 
     #[test]

@@ -84,6 +84,30 @@ async fn dead() -> String {
     format!("http://{addr}/hook")
 }
 
+/// A pending first attempt of flow "flow", due at `due`.
+fn pending(account: &str, run: &str, action: &str, url: &str, due: i64) -> NewDelivery {
+    NewDelivery {
+        finishes_run: false,
+        run_steps: 0,
+        header_pairs: Vec::new(),
+        id: outflow_store::new_ulid(),
+        account_id: account.to_owned(),
+        run_id: run.to_owned(),
+        flow_id: "flow".into(),
+        profile_id: format!("p-{run}"),
+        action_id: action.into(),
+        url: url.to_owned(),
+        method: "POST".into(),
+        headers: "[]".into(),
+        body: "{}".into(),
+        response_map: None,
+        status: deliveries::status::PENDING.into(),
+        last_error: None,
+        now: due,
+        lease: None,
+    }
+}
+
 /// Writes `N` deliveries to `good` (and `N` to `bad`, interleaved), starts
 /// the worker and returns how long the good ones took.
 async fn run(backend: &str, good: &str, hits: &AtomicUsize, bad: Option<&str>) -> Duration {
@@ -101,26 +125,13 @@ async fn run(backend: &str, good: &str, hits: &AtomicUsize, bad: Option<&str>) -
     for i in 0..N {
         for (url, action) in [(Some(good), "good"), (bad, "bad")] {
             let Some(url) = url else { continue };
-            rows.push(NewDelivery {
-                finishes_run: false,
-                run_steps: 0,
-                header_pairs: Vec::new(),
-                id: outflow_store::new_ulid(),
-                account_id: account.clone(),
-                run_id: format!("run-{action}-{i}"),
-                flow_id: "flow".into(),
-                profile_id: format!("p{i}"),
-                action_id: action.into(),
-                url: url.to_owned(),
-                method: "POST".into(),
-                headers: "[]".into(),
-                body: "{}".into(),
-                response_map: None,
-                status: deliveries::status::PENDING.into(),
-                last_error: None,
+            rows.push(pending(
+                &account,
+                &format!("run-{action}-{i}"),
+                action,
+                url,
                 now,
-                lease: None,
-            });
+            ));
         }
     }
     store
@@ -185,4 +196,114 @@ async fn sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres() {
     dead_destination_does_not_delay_a_healthy_one("postgres").await
+}
+
+/// A dead destination whose queue is full has the rest of its backlog
+/// postponed in one statement, so the next claim takes the healthy
+/// deliveries due after it instead of more of the dead ones (which it would
+/// only defer again, one write each).
+async fn a_full_queue_postpones_the_destination_backlog(backend: &str) {
+    use outflow_core::{Clock, ManualClock};
+    let db = TestDb::by_name(backend);
+    let store = Store::open(&db.url()).await.expect("store");
+    let clock = Arc::new(ManualClock::new(t0()));
+    let now = to_micros(clock.now());
+    let account = store
+        .write(move |ctx| outflow_store::accounts::bootstrap(ctx.conn, None, now))
+        .await
+        .expect("bootstrap")
+        .expect("account")
+        .account_id;
+    let (good, hits) = healthy().await;
+    let bad = dead().await;
+    // Fifty dead deliveries due first, then ten healthy ones.
+    let rows: Vec<NewDelivery> = (0..60)
+        .map(|i| {
+            let (url, action, due) = if i < 50 {
+                (&bad, "bad", now - 1_000_000 + i)
+            } else {
+                (&good, "good", now)
+            };
+            pending(&account, &format!("run-{i}"), action, url, due)
+        })
+        .collect();
+    store
+        .write(move |ctx| {
+            deliveries::insert_many(ctx.conn, &rows)?;
+            Ok(())
+        })
+        .await
+        .expect("outbox");
+    let config = DeliveryConfig {
+        allow_private: vec!["127.0.0.0/8".into()],
+        timeout: Duration::from_secs(30),
+        batch: 10,
+        per_host: 1,
+        per_host_queue: 2,
+        ..DeliveryConfig::default()
+    };
+    let d = Arc::new(Deliverer::new(store.clone(), clock, config).expect("deliverer"));
+
+    let first = d.pass().await.expect("pass");
+    assert_eq!((first.claimed, first.started, first.deferred), (10, 2, 8));
+    // The forty dead deliveries not claimed are postponed.
+    let postponed = || {
+        let s = store.clone();
+        async move {
+            s.read(move |c| {
+                Ok(c.query_opt(
+                    "SELECT COUNT(*) FROM deliveries WHERE action_id = 'bad' \
+                     AND lease_owner IS NULL AND due > $1",
+                    outflow_store::params![now],
+                )?
+                .map(|r| r.int(0))
+                .transpose()?
+                .unwrap_or(0))
+            })
+            .await
+            .expect("count")
+        }
+    };
+    let started = Instant::now();
+    while postponed().await < 40 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "postponed {}",
+            postponed().await
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // At the same instant, the next claim is the healthy ten.
+    let second = d.pass().await.expect("pass");
+    assert_eq!(second.claimed, 10);
+    let leased_good = store
+        .read(|c| {
+            Ok(c.query_opt(
+                "SELECT COUNT(*) FROM deliveries WHERE action_id = 'good' AND lease_owner IS NOT NULL",
+                outflow_store::params![],
+            )?
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0))
+        })
+        .await
+        .expect("count");
+    assert_eq!(leased_good, 10);
+    while hits.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a healthy delivery"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postponed_backlog_sqlite() {
+    a_full_queue_postpones_the_destination_backlog("sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postponed_backlog_postgres() {
+    a_full_queue_postpones_the_destination_backlog("postgres").await
 }

@@ -222,6 +222,57 @@ pub fn claim(
     Ok(out)
 }
 
+/// Postpones to `until` the pending deliveries of one destination that no
+/// live lease holds and that are due before then: an action's deliveries
+/// whose URL starts with `prefix` (its scheme and authority, up to the
+/// path's `/`). The deliverer calls it when it defers a delivery because
+/// its host's breaker is open or its queue is full, so the rest of that
+/// host's backlog is not claimed and deferred one row at a time, ahead of
+/// other hosts' deliveries. Returns how many moved.
+pub fn postpone_destination(
+    conn: &mut dyn Conn,
+    flow_id: &str,
+    action_id: &str,
+    prefix: &str,
+    until: i64,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let pattern = format!(
+        "{}%",
+        prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let mut moved = 0;
+    for queue in ["attempts = 0", "attempts > 0"] {
+        moved += conn.execute(
+            &postpone_statement(conn.dialect(), queue),
+            params![flow_id, action_id, &pattern, until, now],
+        )?;
+    }
+    Ok(moved)
+}
+
+/// [`postpone_destination`]'s statement for one of the two due queues
+/// (`attempts = 0` or `attempts > 0`, the partial indexes' conditions).
+/// Public so a test can check SQLite's plan for it.
+pub fn postpone_statement(dialect: Dialect, queue: &str) -> String {
+    // On SQLite a bare `flow_id = ` picks the (flow, action, created)
+    // index, which holds the action's whole history; `+` keeps the scan on
+    // the pending-due index.
+    let (flow, action) = match dialect {
+        Dialect::Sqlite => ("+flow_id", "+action_id"),
+        Dialect::Postgres => ("flow_id", "action_id"),
+    };
+    format!(
+        "UPDATE deliveries SET due = $4, updated = $5 \
+         WHERE status = 'pending' AND {queue} AND due < $4 \
+         AND (lease_until IS NULL OR lease_until < $5) \
+         AND {flow} = $1 AND {action} = $2 AND url LIKE $3 ESCAPE '\\'"
+    )
+}
+
 /// Sets `disabled` on deliveries whose destination a 410 disabled (one
 /// query on a small table, and none for an empty batch).
 pub fn mark_disabled(conn: &mut dyn Conn, batch: &mut [Claimed]) -> Result<(), StoreError> {

@@ -745,6 +745,95 @@ async fn generations_count_flow_and_segment_changes(backend: &str) {
     assert!(now().await.1 > s6, "segment delete");
 }
 
+/// Postponing a destination moves only its own unleased pending
+/// deliveries due before the new time: not other actions, not other hosts
+/// (a `_` in the prefix is not a wildcard), not leased or later ones.
+async fn postponing_a_destination_moves_only_its_backlog(backend: &str) {
+    use outflow_store::deliveries::{self, postpone_destination, NewDelivery};
+    let db = TestDb::by_name(backend);
+    let (store, acct) = open(&db).await;
+    let now = 1_000_000_000;
+    // (action, url, due, leased)
+    let cases = [
+        ("a", "http://a_b.example/x", now, false),
+        ("a", "http://a_b.example/y", now - 5, false),
+        ("a", "http://a_b.example/z", now, true),
+        ("a", "http://a_b.example/later", now + 10_000_000, false),
+        ("a", "http://axb.example/x", now, false),
+        ("b", "http://a_b.example/x", now, false),
+    ];
+    let rows: Vec<NewDelivery> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (action, url, due, leased))| NewDelivery {
+            finishes_run: false,
+            run_steps: 0,
+            header_pairs: Vec::new(),
+            id: format!("d{i}"),
+            account_id: acct.clone(),
+            run_id: format!("r{i}"),
+            flow_id: "f".into(),
+            profile_id: "p".into(),
+            action_id: (*action).into(),
+            url: (*url).into(),
+            method: "POST".into(),
+            headers: "[]".into(),
+            body: "{}".into(),
+            response_map: None,
+            status: deliveries::status::PENDING.into(),
+            last_error: None,
+            now: *due,
+            lease: leased.then(|| ("w".to_owned(), now + 60_000_000)),
+        })
+        .collect();
+    let until = now + 1_000_000;
+    let moved = store
+        .write(move |ctx| {
+            deliveries::insert_many(ctx.conn, &rows)?;
+            postpone_destination(ctx.conn, "f", "a", "http://a_b.example/", until, now)
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved, 2);
+    let dues = store
+        .read(|c| {
+            c.query("SELECT id, due FROM deliveries ORDER BY id", &[])?
+                .iter()
+                .map(|r| Ok((r.text(0)?, r.int(1)?)))
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .await
+        .unwrap();
+    let moved_ids: Vec<&str> = dues
+        .iter()
+        .filter(|(_, due)| *due == until)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(moved_ids, ["d0", "d1"]);
+    if backend == "sqlite" {
+        // The scan stays on the small pending-due index, not the action's
+        // whole history.
+        let plan = store
+            .read(|c| {
+                let sql = deliveries::postpone_statement(c.dialect(), "attempts = 0");
+                c.query(
+                    &format!("EXPLAIN QUERY PLAN {sql}"),
+                    outflow_store::params!["f", "a", "x%", 1, 1],
+                )?
+                .iter()
+                .map(|r| r.text(3))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("deliveries_first_due")),
+            "{plan:?}"
+        );
+    }
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -760,6 +849,7 @@ suite!(
     batch_hook_runs_after_events_and_fails_alone,
     segment_changes_are_pruned_in_bounded_steps,
     generations_count_flow_and_segment_changes,
+    postponing_a_destination_moves_only_its_backlog,
     bootstrap_and_authenticate,
     events_create_profiles_and_deduplicate,
     conflicting_identifiers_change_nothing,
