@@ -424,19 +424,19 @@ impl Deliverer {
         let now = to_micros(self.clock.now());
         tokio::spawn(async move {
             let (flow, action, prefix) = key;
-            let (f, a, p) = (flow.clone(), action.clone(), prefix.clone());
+            let (f, a) = (flow.clone(), action.clone());
             match store
                 .write(move |ctx| {
-                    deliveries::postpone_destination(ctx.conn, &f, &a, &p, until, now)
+                    deliveries::postpone_destination(ctx.conn, &f, &a, &prefix, until, now)
                 })
                 .await
             {
                 Ok(0) => {}
+                // The URL prefix is not logged: it may carry credentials.
                 Ok(n) => {
                     tracing::info!(
                         flow,
                         action,
-                        destination = prefix,
                         until,
                         postponed = n,
                         "destination backlog postponed"
