@@ -108,6 +108,16 @@ fn pending(account: &str, run: &str, action: &str, url: &str, due: i64) -> NewDe
     }
 }
 
+async fn outbox(store: &Store, rows: Vec<NewDelivery>) {
+    store
+        .write(move |ctx| {
+            deliveries::insert_many(ctx.conn, &rows)?;
+            Ok(())
+        })
+        .await
+        .expect("outbox");
+}
+
 /// Writes `N` deliveries to `good` (and `N` to `bad`, interleaved), starts
 /// the worker and returns how long the good ones took.
 async fn run(backend: &str, good: &str, hits: &AtomicUsize, bad: Option<&str>) -> Duration {
@@ -134,13 +144,7 @@ async fn run(backend: &str, good: &str, hits: &AtomicUsize, bad: Option<&str>) -
             ));
         }
     }
-    store
-        .write(move |ctx| {
-            deliveries::insert_many(ctx.conn, &rows)?;
-            Ok(())
-        })
-        .await
-        .expect("outbox");
+    outbox(&store, rows).await;
     let config = DeliveryConfig {
         allow_private: vec!["127.0.0.0/8".into()],
         timeout: Duration::from_secs(30),
@@ -227,13 +231,7 @@ async fn a_full_queue_postpones_the_destination_backlog(backend: &str) {
             pending(&account, &format!("run-{i}"), action, url, due)
         })
         .collect();
-    store
-        .write(move |ctx| {
-            deliveries::insert_many(ctx.conn, &rows)?;
-            Ok(())
-        })
-        .await
-        .expect("outbox");
+    outbox(&store, rows).await;
     let config = DeliveryConfig {
         allow_private: vec!["127.0.0.0/8".into()],
         timeout: Duration::from_secs(30),

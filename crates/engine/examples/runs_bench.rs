@@ -317,7 +317,7 @@ async fn main() {
     } else {
         // The server's background loops, woken as a moved clock wakes them
         // (the poll interval); done when every run has advanced.
-        let worker = engine.clone().spawn();
+        let worker = engine.clone().spawn().await;
         while (engine.executor.advanced_total() as i64) < args.runs {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
             if last_report.elapsed().as_secs() >= 5 {

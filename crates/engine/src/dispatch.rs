@@ -197,7 +197,8 @@ pub struct FlowIndex {
     by_trigger: HashMap<TriggerKey, Vec<Arc<Listening>>>,
     /// The flows' change counter when the index was built.
     generation: Option<i64>,
-    /// Every trigger type some flow listens to.
+    /// Every trigger type some flow listens to (derivable from
+    /// `by_trigger`, kept so `listens_to` is not a scan per feed and pass).
     trigger_types: HashSet<String>,
 }
 
@@ -232,17 +233,23 @@ fn rebuilt_index(
     conn: &mut dyn Conn,
     known: &FlowIndex,
 ) -> Result<Option<Arc<FlowIndex>>, StoreError> {
-    if Some(generations::current(conn, generations::FLOWS)?) == known.generation {
+    let generation = generations::current(conn, generations::FLOWS)?;
+    if Some(generation) == known.generation {
         return Ok(None);
     }
-    Ok(Some(Arc::new(build_index(conn, known)?)))
+    Ok(Some(Arc::new(build_index(conn, known, generation)?)))
 }
 
 /// Reads every listening flow with its definition in one query. A flow
 /// whose definition equals what `known` compiled (an action's status can
 /// change a stored version, so the version alone is not enough) is reused
 /// rather than compiled again: editing one flow among thousands compiles one.
-fn build_index(conn: &mut dyn Conn, known: &FlowIndex) -> Result<FlowIndex, StoreError> {
+/// `generation` is the flows' counter read in the same snapshot.
+fn build_index(
+    conn: &mut dyn Conn,
+    known: &FlowIndex,
+    generation: i64,
+) -> Result<FlowIndex, StoreError> {
     let compiled_before: HashMap<&str, &Arc<Compiled>> = known
         .by_trigger
         .values()
@@ -250,7 +257,7 @@ fn build_index(conn: &mut dyn Conn, known: &FlowIndex) -> Result<FlowIndex, Stor
         .map(|l| (l.flow_id.as_str(), &l.compiled))
         .collect();
     let mut index = FlowIndex {
-        generation: Some(generations::current(conn, generations::FLOWS)?),
+        generation: Some(generation),
         ..FlowIndex::default()
     };
     for (l, trigger_type, trigger_ref, json) in flows::all_listening_defined(conn)? {

@@ -354,7 +354,14 @@ impl Engine {
     ///
     /// Every loop commits through the store's one writer, so their
     /// transactions share group commits instead of waiting on each other.
-    pub fn spawn(self: Arc<Self>) -> Worker {
+    ///
+    /// The flows are indexed first: the writer's batch hook plans only with
+    /// a current index and never builds one, so without it the first
+    /// events would wait for the trigger loop.
+    pub async fn spawn(self: Arc<Self>) -> Worker {
+        if let Err(e) = self.dispatcher.refresh(&self.store).await {
+            tracing::warn!(error = %e, "indexing the flows failed; the trigger loop retries");
+        }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let delivery = self.deliverer.clone().spawn(self.config.poll);
         let hooked = self.config.dispatch_at_ingest

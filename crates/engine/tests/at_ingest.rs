@@ -56,14 +56,7 @@ async fn spawned(e: &Env) -> (Arc<outflow_engine::Engine>, outflow_engine::Worke
     let engine = Arc::new(engine_with(&e.store, &e.clock, |c| {
         c.poll = std::time::Duration::from_secs(3600);
     }));
-    // As `outflow::start` does: the hook plans only with an index that is
-    // current, and never builds one itself.
-    engine
-        .dispatcher
-        .refresh(&e.store)
-        .await
-        .expect("index the flows");
-    let worker = engine.clone().spawn();
+    let worker = engine.clone().spawn().await;
     (engine, worker)
 }
 

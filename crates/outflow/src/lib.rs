@@ -67,14 +67,7 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         outflow_engine::Engine::new(store.clone(), clock.clone(), config.engine())
             .context("starting the flow engine")?,
     );
-    // Indexed before the first request, so the first events are dispatched
-    // at ingest (the writer's hook never builds the index itself).
-    engine
-        .dispatcher
-        .refresh(engine.store())
-        .await
-        .context("indexing the flows")?;
-    let workers = engine.clone().spawn();
+    let workers = engine.clone().spawn().await;
     let woken = engine.clone();
     let woken_by_events = engine.clone();
     let state = outflow_api::AppState::new(store, clock)

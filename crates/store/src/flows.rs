@@ -77,9 +77,9 @@ pub fn all_listening_defined(
     )?
     .iter()
     .map(|r| {
-        let def = match r.opt_text(7)? {
-            Some(_) => Some(r.json(7)?),
-            None => None,
+        let def = match r.json(7)? {
+            Value::Null => None,
+            v => Some(v),
         };
         Ok((listener(r)?, r.text(5)?, r.opt_text(6)?, def))
     })
