@@ -157,19 +157,33 @@ async fn a_changed_flow_is_indexed_off_the_writer() {
     ingest(&e, vec![event(&e, "Placed", "a@x.io", "a1")]).await;
     assert_eq!(e.runs_of_flow(&f1).await.len(), 1);
 
-    // A second flow on the same metric: the hook's index is stale, so it
-    // leaves the event to the trigger loop (which it wakes) rather than
-    // rebuild the index on the writer thread.
+    // A second flow on the same metric, written in the same job as the
+    // next event: no reader can have indexed it, so the hook's index is
+    // stale and it leaves the event to the trigger loop (which it wakes)
+    // rather than rebuild the index on the writer thread.
     let metric = e.metric_named("Placed").await;
-    let f2 = e
-        .flow(
-            "live",
-            ("metric", &metric),
-            json!({"triggers": [{"type": "metric", "id": metric}],
-                   "actions": [mark("1", None)], "entry_action_id": "1"}),
-        )
-        .await;
-    ingest(&e, vec![event(&e, "Placed", "b@x.io", "b1")]).await;
+    let f2 = common::id("F");
+    let def = json!({"triggers": [{"type": "metric", "id": metric}],
+                     "actions": [mark("1", None)], "entry_action_id": "1"})
+    .to_string();
+    let b = event(&e, "Placed", "b@x.io", "b1");
+    let (account, now, fid) = (e.account.clone(), e.now(), f2.clone());
+    e.store
+        .write(move |ctx| {
+            ctx.conn.execute(
+                "INSERT INTO flows (id, account_id, name, status, archived, trigger_type, trigger_ref, version, created, updated) \
+                 VALUES ($1, $2, 'second', 'live', 0, 'metric', $3, 1, $4, $4)",
+                outflow_store::params![&fid, &account, &metric, now],
+            )?;
+            ctx.conn.execute(
+                "INSERT INTO flow_versions (flow_id, version, definition, created) VALUES ($1, 1, $2, $3)",
+                outflow_store::params![&fid, &def, now],
+            )?;
+            outflow_store::events::ingest(ctx, &account, &b, now)?;
+            Ok(())
+        })
+        .await
+        .expect("flow and event");
     assert_eq!(e.runs_of_flow(&f1).await.len(), 1, "not at ingest");
     eventually("both flows' runs for b", async || {
         e.runs_of_flow(&f1).await.len() == 2 && e.runs_of_flow(&f2).await.len() == 1
