@@ -860,3 +860,50 @@ suite!(
     reopening_keeps_data_and_indexes,
     repeated_event_attributes_apply_again_after_a_change,
 );
+
+/// A job that changes more than the statement journal's in-memory size
+/// (SQLITE_STMTJRNL_SPILL in .cargo/config.toml) commits. The journal then
+/// spills to a temp file, writing each in-memory chunk in one call; SQLite's
+/// unix VFS writes at most 128 KiB - 1 bytes per call, and with an 8 MB
+/// chunk that spill failed as "database or disk is full".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_larger_than_the_statement_journal_commits() {
+    let db = TestDb::by_name("sqlite");
+    let (store, _) = open(&db).await;
+    const ROWS: i64 = 3_000;
+    store
+        .write(|ctx| {
+            ctx.conn
+                .batch("CREATE TABLE big_job (id BIGINT PRIMARY KEY, pad TEXT NOT NULL)")?;
+            let pad = "a".repeat(3_500);
+            for i in 0..ROWS {
+                ctx.conn.execute(
+                    "INSERT INTO big_job (id, pad) VALUES ($1, $2)",
+                    outflow_store::params![i, pad.as_str()],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("the rows are written");
+    // Every page existed before this job's savepoint, so every one is
+    // journaled: about 12 MB.
+    let changed = store
+        .write(|ctx| {
+            Ok(ctx
+                .conn
+                .execute("UPDATE big_job SET pad = pad || 'b'", &[])?)
+        })
+        .await
+        .expect("a job journaling ~12 MB commits");
+    assert_eq!(changed, ROWS as u64);
+    let long = store
+        .read(|conn| {
+            let row =
+                conn.query_opt("SELECT COUNT(*) FROM big_job WHERE length(pad) = 3501", &[])?;
+            Ok(row.map(|r| r.int(0)).transpose()?.unwrap_or(0))
+        })
+        .await
+        .expect("count");
+    assert_eq!(long, ROWS);
+}

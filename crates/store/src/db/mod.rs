@@ -6,6 +6,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_vfs;
 
 use thiserror::Error;
 

@@ -28,6 +28,12 @@ impl SqliteConn {
                 })?;
             }
         }
+        let rc = super::sqlite_vfs::install();
+        if rc != rusqlite::ffi::SQLITE_OK {
+            return Err(DbError::Open(format!(
+                "cannot install the SQLite VFS (SQLite result code {rc})"
+            )));
+        }
         let conn = rusqlite::Connection::open(path)
             .map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
         conn.execute_batch(
@@ -51,10 +57,11 @@ impl SqliteConn {
     /// more than the pages it saves on an append-mostly workload.
     ///
     /// Statement journals go to the temp "file", which SQLite keeps in
-    /// memory in large chunks up to `SQLITE_STMTJRNL_SPILL` (set in
-    /// `.cargo/config.toml`); with `temp_store=MEMORY` it used 1 KB chunks,
-    /// and closing each statement walked the whole chain of the job's
-    /// savepoint journal (7% of the writer's time on bulk ingest).
+    /// memory in one chunk up to `SQLITE_STMTJRNL_SPILL` (set in
+    /// `.cargo/config.toml`) and spill to a temp file beyond it, written
+    /// through [`super::sqlite_vfs`]; with `temp_store=MEMORY` it used 1 KB
+    /// chunks, and closing each statement walked the whole chain of the
+    /// job's savepoint journal (7% of the writer's time on bulk ingest).
     ///
     /// The memory map is bounded at 64 MB: mapped pages count in the
     /// process's RSS and a larger map grew it with the file (1M runs:
