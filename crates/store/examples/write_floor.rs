@@ -13,11 +13,45 @@
 //!   attempt (multi-row), the run's end (one `UPDATE` each) and last step.
 //!
 //! `cargo run --release -p outflow-store --example write_floor -- --deliveries 100000 --batch 500`
-//! `--no-fk`: the same with `PRAGMA foreign_keys=OFF` on the writer.
+//!
+//! What-ifs, for deciding which rows the delivery path could stop writing
+//! (each `--without X` may be repeated; none is what Outflow does):
+//! - `--without attempt-row`: the first attempt's log kept in the delivery
+//!   row (one more column in its UPDATE) instead of a `delivery_attempts` row;
+//! - `--without log-indexes`: no `deliveries` indexes for the log's filters
+//!   (account + time, flow + action, profile);
+//! - `--without run-indexes`: no `runs` indexes by flow + profile and by profile;
+//! - `--without steps`: no `run_steps` rows.
 
 use outflow_store::db::Param;
 use outflow_store::{params, Store, StoreError, WriteCtx};
 use std::time::Instant;
+
+/// The `--without` what-ifs given.
+#[derive(Clone, Copy, Default)]
+struct Without {
+    attempt_row: bool,
+    steps: bool,
+    log_indexes: bool,
+    run_indexes: bool,
+}
+
+fn without() -> anyhow::Result<Without> {
+    let v: Vec<String> = std::env::args().collect();
+    let mut w = Without::default();
+    for pair in v.windows(2).filter(|p| p[0] == "--without") {
+        match pair[1].as_str() {
+            "attempt-row" => w.attempt_row = true,
+            "steps" => w.steps = true,
+            "log-indexes" => w.log_indexes = true,
+            "run-indexes" => w.run_indexes = true,
+            other => anyhow::bail!(
+                "--without {other}: expected attempt-row, steps, log-indexes or run-indexes"
+            ),
+        }
+    }
+    Ok(w)
+}
 
 fn arg(name: &str, default: usize) -> usize {
     let v: Vec<String> = std::env::args().collect();
@@ -74,6 +108,8 @@ const FLOW: &str = "flow_floor";
 const BODY: &str = r#"{"sent": 0, "email": "t123456@bench.io", "n": 123456}"#;
 const REQUEST_HEADERS: &str = r#"[["Content-Type","application/json"],["webhook-id","01KBJX3S4Q6Y2C8VZ5M7N9P1R3"],["webhook-timestamp","1764777600"],["webhook-signature","v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="]]"#;
 const RESPONSE_HEADERS: &str = r#"[["content-length","0"]]"#;
+/// `--without attempt-row`: the same log as one JSON text in the delivery row.
+const FIRST_ATTEMPT: &str = r#"{"at":1764777600000000,"request_headers":[["Content-Type","application/json"],["webhook-id","01KBJX3S4Q6Y2C8VZ5M7N9P1R3"],["webhook-timestamp","1764777600"],["webhook-signature","v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="]],"status_code":200,"latency_us":812,"response_headers":[["content-length","0"]],"response_body":"","outcome":"succeeded"}"#;
 
 fn ingest(ctx: &mut WriteCtx<'_>, batch: &[Ids], now: i64) -> Result<(), StoreError> {
     for (i, d) in batch.iter().enumerate() {
@@ -100,6 +136,7 @@ fn dispatch(
     batch: &[Ids],
     now: i64,
     cursor: i64,
+    w: Without,
 ) -> Result<(), StoreError> {
     for chunk in batch.chunks(256) {
         let sql = format!(
@@ -130,7 +167,9 @@ fn dispatch(
             ]);
         }
         ctx.conn.execute(&sql, &p)?;
-        steps(ctx, chunk, 0, now)?;
+        if !w.steps {
+            steps(ctx, chunk, 0, now)?;
+        }
         let sql = format!(
             "INSERT INTO deliveries (id, account_id, run_id, flow_id, profile_id, action_id, url, \
              method, headers, body, response_map, status, attempts, last_error, due, finished, \
@@ -197,47 +236,33 @@ fn steps(ctx: &mut WriteCtx<'_>, chunk: &[Ids], n: i64, now: i64) -> Result<(), 
     Ok(())
 }
 
-fn record(ctx: &mut WriteCtx<'_>, batch: &[Ids], now: i64) -> Result<(), StoreError> {
+fn record(ctx: &mut WriteCtx<'_>, batch: &[Ids], now: i64, w: Without) -> Result<(), StoreError> {
     for chunk in batch.chunks(256) {
         let rows: Vec<String> = (0..chunk.len())
-            .map(|r| format!("(${}, ${})", 2 + 2 * r, 3 + 2 * r))
+            .map(|r| format!("(${}, ${})", 3 + 2 * r, 4 + 2 * r))
             .collect();
         let sql = format!(
             "UPDATE deliveries SET status = 'succeeded', attempts = deliveries.attempts + 1, \
              last_status_code = 200, last_error = NULL, due = NULL, finished = $1, \
-             lease_owner = NULL, lease_until = NULL, updated = $1 \
+             lease_owner = NULL, lease_until = NULL, updated = $1{} \
              FROM (VALUES {}) AS v \
              WHERE deliveries.id = v.column1 AND deliveries.lease_owner = v.column2 \
              AND deliveries.status = 'pending' RETURNING deliveries.id",
+            if w.attempt_row {
+                ", first_attempt = $2"
+            } else {
+                ""
+            },
             rows.join(", ")
         );
-        let mut p: Vec<Param<'_>> = vec![Param::Int(now)];
+        let mut p: Vec<Param<'_>> = vec![Param::Int(now), Param::Text(FIRST_ATTEMPT)];
         for d in chunk {
             p.extend([Param::Text(&d.delivery), Param::Text("w-floor")]);
         }
         ctx.conn.query(&sql, &p)?;
-        let sql = format!(
-            "INSERT INTO delivery_attempts (delivery_id, n, at, request_headers, status_code, \
-             latency_us, response_headers, response_body, error, outcome) VALUES {} \
-             ON CONFLICT (delivery_id, n) DO NOTHING",
-            values(chunk.len(), 10, 1)
-        );
-        let mut p: Vec<Param<'_>> = Vec::new();
-        for d in chunk {
-            p.extend([
-                Param::Text(&d.delivery),
-                Param::Int(1),
-                Param::Int(now),
-                Param::Text(REQUEST_HEADERS),
-                Param::Int(200),
-                Param::Int(812),
-                Param::Text(RESPONSE_HEADERS),
-                Param::Text(""),
-                Param::Null,
-                Param::Text("succeeded"),
-            ]);
+        if !w.attempt_row {
+            attempt_rows(ctx, chunk, now)?;
         }
-        ctx.conn.execute(&sql, &p)?;
         for d in chunk {
             ctx.conn.execute(
                 "UPDATE runs SET state = 'done', current_action = NULL, active = 0, due = NULL, \
@@ -247,15 +272,44 @@ fn record(ctx: &mut WriteCtx<'_>, batch: &[Ids], now: i64) -> Result<(), StoreEr
                 params![&d.run, "1", "w-floor", now, 1i64],
             )?;
         }
-        steps(ctx, chunk, 1, now)?;
+        if !w.steps {
+            steps(ctx, chunk, 1, now)?;
+        }
     }
+    Ok(())
+}
+
+/// The attempt's row in `delivery_attempts`, as Outflow writes it.
+fn attempt_rows(ctx: &mut WriteCtx<'_>, chunk: &[Ids], now: i64) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO delivery_attempts (delivery_id, n, at, request_headers, status_code, \
+         latency_us, response_headers, response_body, error, outcome) VALUES {} \
+         ON CONFLICT (delivery_id, n) DO NOTHING",
+        values(chunk.len(), 10, 1)
+    );
+    let mut p: Vec<Param<'_>> = Vec::new();
+    for d in chunk {
+        p.extend([
+            Param::Text(&d.delivery),
+            Param::Int(1),
+            Param::Int(now),
+            Param::Text(REQUEST_HEADERS),
+            Param::Int(200),
+            Param::Int(812),
+            Param::Text(RESPONSE_HEADERS),
+            Param::Text(""),
+            Param::Null,
+            Param::Text("succeeded"),
+        ]);
+    }
+    ctx.conn.execute(&sql, &p)?;
     Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let deliveries = arg("--deliveries", 100_000);
     let batch = arg("--batch", 500).max(1);
-    let no_fk = std::env::args().any(|a| a == "--no-fk");
+    let w = without()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -266,8 +320,17 @@ fn main() -> anyhow::Result<()> {
         let now = 1_764_777_600_000_000i64;
         store
             .write(move |ctx| {
-                if no_fk {
-                    ctx.conn.batch("PRAGMA foreign_keys=OFF")?;
+                if w.attempt_row {
+                    ctx.conn.batch("ALTER TABLE deliveries ADD COLUMN first_attempt TEXT")?;
+                }
+                if w.log_indexes {
+                    ctx.conn.batch(
+                        "DROP INDEX deliveries_account_created; DROP INDEX deliveries_flow_action; \
+                         DROP INDEX deliveries_profile;",
+                    )?;
+                }
+                if w.run_indexes {
+                    ctx.conn.batch("DROP INDEX runs_flow_profile; DROP INDEX runs_profile;")?;
                 }
                 ctx.conn.execute(
                     "INSERT INTO accounts (id, name, public_key, created) VALUES ($1, 'floor', 'PkFloor', $2)",
@@ -308,13 +371,13 @@ fn main() -> anyhow::Result<()> {
             let i = ids.clone();
             let u = thread_cpu("outflow-writer");
             store
-                .write(move |ctx| dispatch(ctx, &i[lo..hi], now, hi as i64))
+                .write(move |ctx| dispatch(ctx, &i[lo..hi], now, hi as i64, w))
                 .await
                 .map_err(|e| anyhow::anyhow!("dispatch {lo}: {e}"))?;
             let i = ids.clone();
             let v = thread_cpu("outflow-writer");
             store
-                .write(move |ctx| record(ctx, &i[lo..hi], now))
+                .write(move |ctx| record(ctx, &i[lo..hi], now, w))
                 .await
                 .map_err(|e| anyhow::anyhow!("record {lo}: {e}"))?;
             let w = thread_cpu("outflow-writer");
@@ -328,7 +391,12 @@ fn main() -> anyhow::Result<()> {
         println!(
             "{deliveries} deliveries in batches of {batch}{}: {:.2} s, writer CPU {:.1} µs per delivery \
              (ingest {:.1}, dispatch {:.1}, record {:.1}) = {:.0} deliveries/s by the writer's CPU alone",
-            if no_fk { ", foreign keys off" } else { "" },
+            std::env::args()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .filter(|p| p[0] == "--without")
+                .map(|p| format!(", without {}", p[1]))
+                .collect::<String>(),
             took,
             per(cpu),
             per(phases[0]),
