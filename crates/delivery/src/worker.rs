@@ -682,10 +682,12 @@ impl Deliverer {
         }
         let n = batch.len();
         let now = to_micros(self.clock.now());
+        // The batch comes back to be freed here, off the writer thread.
         let written = self
             .store
-            .write(move |ctx| deliveries::record(ctx, &batch, now))
-            .await;
+            .write(move |ctx| deliveries::record(ctx, &batch, now).map(|w| (w, batch)))
+            .await
+            .map(|(w, _batch)| w);
         self.handled.fetch_add(n as u64, Ordering::SeqCst);
         self.handled_notify.notify_waiters();
         // Runs the recorder ended itself need no engine pass; the others

@@ -425,7 +425,7 @@ impl Planned {
     /// effects (`prepared` from
     /// [`crate::executor::Executor::prepare_fresh`] on this batch).
     pub fn commit_advanced(
-        self,
+        &self,
         ctx: &mut WriteCtx<'_>,
         prepared: crate::executor::Prepared,
     ) -> Result<crate::executor::Written, StoreError> {

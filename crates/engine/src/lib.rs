@@ -443,14 +443,21 @@ async fn commit_planned(
     store: Store,
     batches: Vec<(dispatch::Planned, executor::Prepared)>,
 ) -> Result<Vec<executor::Written>, StoreError> {
-    store
+    // The plans go back out with the results: freeing their facts and
+    // rows is the caller's work, not the one writer thread's.
+    let (written, planned) = store
         .write(move |ctx| {
-            batches
-                .into_iter()
-                .map(|(p, prepared)| p.commit_advanced(ctx, prepared))
-                .collect()
+            let mut written = Vec::with_capacity(batches.len());
+            let mut planned = Vec::with_capacity(batches.len());
+            for (p, prepared) in batches {
+                written.push(p.commit_advanced(ctx, prepared)?);
+                planned.push(p);
+            }
+            Ok((written, planned))
         })
-        .await
+        .await?;
+    drop(planned);
+    Ok(written)
 }
 
 /// One background loop: `pass` until it finds nothing, then wait for
