@@ -39,9 +39,12 @@ pub struct DeliveryConfig {
     /// Requests in flight at once per destination host.
     pub per_host: usize,
     /// Deliveries waiting in memory for one host beyond which new ones are
-    /// deferred. A queued delivery whose lease would run out before it
-    /// could finish, or whose host's breaker opened meanwhile, is deferred
-    /// when its turn comes instead of being sent.
+    /// deferred, until the host has answered: then the limit is what it
+    /// drains in [`QUEUE_WAIT`] at its measured pace, between this and
+    /// [`QUEUE_GROWTH`] times this (see [`queue_limit`]). A queued delivery
+    /// whose lease would run out before it could finish, or whose host's
+    /// breaker opened meanwhile, is deferred when its turn comes instead
+    /// of being sent.
     pub per_host_queue: usize,
     pub policy: RetryPolicy,
     pub breaker: BreakerConfig,
@@ -51,8 +54,46 @@ pub struct DeliveryConfig {
     pub rotation_window: Duration,
     /// Bytes of each response body kept in the log.
     pub response_limit: usize,
-    /// How long a deferred delivery waits when its host is saturated.
+    /// How long a deferred delivery waits when its host is saturated (at
+    /// most: a host whose pace is known is retried when its queue will
+    /// have drained, see [`full_queue_delay`]).
     pub defer: Duration,
+}
+
+/// How long a delivery may wait in a host's queue at the host's pace: a
+/// fast host takes a burst in memory instead of having it deferred to the
+/// database and claimed again a second later.
+const QUEUE_WAIT_US: u64 = 5_000_000;
+/// How far past `per_host_queue` a fast host's queue may grow (memory).
+const QUEUE_GROWTH: usize = 16;
+/// The shortest deferral of a full queue, so a burst is not re-claimed in
+/// a tight loop.
+const MIN_FULL_QUEUE_DELAY_US: u64 = 50_000;
+
+/// The queue limit of a host whose requests hold a slot `hold_us` on
+/// average (0: not known yet).
+fn queue_limit(per_host: usize, per_host_queue: usize, hold_us: u64) -> usize {
+    let floor = per_host_queue.max(1);
+    if hold_us == 0 {
+        return floor;
+    }
+    let drained = (QUEUE_WAIT_US / hold_us).saturating_mul(per_host as u64);
+    usize::try_from(drained)
+        .unwrap_or(usize::MAX)
+        .clamp(floor, floor.saturating_mul(QUEUE_GROWTH))
+}
+
+/// How long a delivery that found its host's queue full waits: until the
+/// queue will have drained at the host's pace, within
+/// [`MIN_FULL_QUEUE_DELAY_US`] and `defer`.
+fn full_queue_delay(queued: usize, per_host: usize, hold_us: u64, defer: Duration) -> Duration {
+    if hold_us == 0 {
+        return defer;
+    }
+    let us = (queued as u64).saturating_mul(hold_us) / per_host.max(1) as u64;
+    let most = defer.num_microseconds().unwrap_or(i64::MAX).max(0) as u64;
+    let us = us.max(MIN_FULL_QUEUE_DELAY_US).min(most);
+    Duration::microseconds(i64::try_from(us).unwrap_or(i64::MAX))
 }
 
 impl Default for DeliveryConfig {
@@ -79,10 +120,29 @@ impl Default for DeliveryConfig {
 struct Host {
     slots: Semaphore,
     queued: AtomicUsize,
+    /// How long a request holds a slot, in µs: a moving average over
+    /// answered and failed requests (0 until the first), so the queue's
+    /// limit follows how fast the host drains it.
+    hold_us: AtomicU64,
     breaker: Mutex<Breaker>,
     /// The breaker state last exported as a metric (-1: none yet), so the
     /// gauge is written when the state changes, not on every attempt.
     exported: std::sync::atomic::AtomicI64,
+}
+
+impl Host {
+    /// Folds one request's slot time into the average (1/8 weight; racing
+    /// updates may lose one sample, which an average can afford).
+    fn held(&self, took: std::time::Duration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let old = self.hold_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.hold_us.store(new.max(1), Ordering::Relaxed);
+    }
 }
 
 /// What a pass did.
@@ -248,6 +308,7 @@ impl Deliverer {
                 Arc::new(Host {
                     slots: Semaphore::new(self.config.per_host.max(1)),
                     queued: AtomicUsize::new(0),
+                    hold_us: AtomicU64::new(0),
                     breaker: Mutex::new(Breaker::default()),
                     exported: std::sync::atomic::AtomicI64::new(-1),
                 })
@@ -359,10 +420,15 @@ impl Deliverer {
             };
             let defer_until = match admit {
                 Admit::No(at) => Some(at),
-                Admit::Yes if host.queued.load(Ordering::Relaxed) >= self.config.per_host_queue => {
-                    Some(now + self.config.defer)
+                Admit::Yes => {
+                    let (queued, hold) = (
+                        host.queued.load(Ordering::Relaxed),
+                        host.hold_us.load(Ordering::Relaxed),
+                    );
+                    let (per_host, limit) = (self.config.per_host, self.config.per_host_queue);
+                    (queued >= queue_limit(per_host, limit, hold))
+                        .then(|| now + full_queue_delay(queued, per_host, hold, self.config.defer))
                 }
-                Admit::Yes => None,
             };
             if let Some(at) = defer_until {
                 passed.deferred += 1;
@@ -517,6 +583,7 @@ impl Deliverer {
             "webhook-signature".into(),
             signature_header(&secrets, &d.id, ts, d.body.as_bytes()),
         ));
+        let held = std::time::Instant::now();
         let answer = client::send(
             &self.client,
             &self.allow,
@@ -530,6 +597,9 @@ impl Deliverer {
             self.config.response_limit,
         )
         .await;
+        if matches!(answer, Answer::Response { .. } | Answer::Failed { .. }) {
+            host.held(held.elapsed());
+        }
         let request_headers =
             serde_json::to_string(&redact(&headers)).unwrap_or_else(|_| "[]".into());
         let now = self.clock.now();
@@ -866,6 +936,50 @@ pub fn response_properties(map: &[(String, String)], body: &[u8]) -> Option<Map<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_queue_grows_with_the_hosts_pace() {
+        // Unknown pace: the configured limit.
+        assert_eq!(queue_limit(64, 4096, 0), 4096);
+        // 2 ms per request on 64 slots drains 32,000/s: 5 s of that is more
+        // than the growth allows.
+        assert_eq!(queue_limit(64, 4096, 2_000), 4096 * QUEUE_GROWTH);
+        // 50 ms: 1,280/s, 6,400 in 5 s.
+        assert_eq!(queue_limit(64, 4096, 50_000), 6_400);
+        // A host that times out (15 s) keeps the configured limit.
+        assert_eq!(queue_limit(64, 4096, 15_000_000), 4096);
+    }
+
+    #[test]
+    fn a_full_queue_waits_until_it_will_have_drained() {
+        let defer = Duration::seconds(1);
+        assert_eq!(full_queue_delay(4096, 64, 0, defer), defer);
+        // 4,096 at 2 ms on 64 slots: 128 ms.
+        assert_eq!(
+            full_queue_delay(4096, 64, 2_000, defer),
+            Duration::milliseconds(128)
+        );
+        assert_eq!(
+            full_queue_delay(10, 64, 2_000, defer),
+            Duration::microseconds(MIN_FULL_QUEUE_DELAY_US as i64)
+        );
+        assert_eq!(full_queue_delay(4096, 64, 15_000_000, defer), defer);
+    }
+
+    #[test]
+    fn slot_time_is_a_moving_average() {
+        let host = Host {
+            slots: Semaphore::new(1),
+            queued: AtomicUsize::new(0),
+            hold_us: AtomicU64::new(0),
+            breaker: Mutex::new(Breaker::default()),
+            exported: std::sync::atomic::AtomicI64::new(-1),
+        };
+        host.held(std::time::Duration::from_micros(8_000));
+        assert_eq!(host.hold_us.load(Ordering::Relaxed), 8_000);
+        host.held(std::time::Duration::from_micros(16_000));
+        assert_eq!(host.hold_us.load(Ordering::Relaxed), 9_000);
+    }
 
     /// Fifty deliveries of a new account start at once: one of them loads
     /// (and creates) the signing secret, the others wait and share it.

@@ -202,15 +202,14 @@ async fn postgres() {
     dead_destination_does_not_delay_a_healthy_one("postgres").await
 }
 
-/// A dead destination whose queue is full has the rest of its backlog
-/// postponed in one statement, so the next claim takes the healthy
-/// deliveries due after it instead of more of the dead ones (which it would
-/// only defer again, one write each).
-async fn a_full_queue_postpones_the_destination_backlog(backend: &str) {
-    use outflow_core::{Clock, ManualClock};
+/// A fresh store with an account, and a clock that moves only when told.
+async fn on_a_manual_clock(
+    backend: &str,
+) -> (TestDb, Store, Arc<outflow_core::ManualClock>, i64, String) {
+    use outflow_core::Clock;
     let db = TestDb::by_name(backend);
     let store = Store::open(&db.url()).await.expect("store");
-    let clock = Arc::new(ManualClock::new(t0()));
+    let clock = Arc::new(outflow_core::ManualClock::new(t0()));
     let now = to_micros(clock.now());
     let account = store
         .write(move |ctx| outflow_store::accounts::bootstrap(ctx.conn, None, now))
@@ -218,6 +217,15 @@ async fn a_full_queue_postpones_the_destination_backlog(backend: &str) {
         .expect("bootstrap")
         .expect("account")
         .account_id;
+    (db, store, clock, now, account)
+}
+
+/// A dead destination whose queue is full has the rest of its backlog
+/// postponed in one statement, so the next claim takes the healthy
+/// deliveries due after it instead of more of the dead ones (which it would
+/// only defer again, one write each).
+async fn a_full_queue_postpones_the_destination_backlog(backend: &str) {
+    let (_db, store, clock, now, account) = on_a_manual_clock(backend).await;
     let (good, hits) = healthy().await;
     let bad = dead().await;
     // Fifty dead deliveries due first, then ten healthy ones.
@@ -304,4 +312,51 @@ async fn postponed_backlog_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postponed_backlog_postgres() {
     a_full_queue_postpones_the_destination_backlog("postgres").await
+}
+
+/// A host's queue limit follows its pace: before the host has answered,
+/// deliveries beyond `per_host_queue` are deferred; once it has answered
+/// fast, a burst well past that limit is taken in memory and sent, not
+/// deferred to the database.
+async fn a_fast_host_takes_a_burst(backend: &str) {
+    let (_db, store, clock, now, account) = on_a_manual_clock(backend).await;
+    let (good, hits) = healthy().await;
+    let burst = |from: usize, n: usize| {
+        (from..from + n)
+            .map(|i| pending(&account, &format!("run-{i}"), "good", &good, now))
+            .collect::<Vec<_>>()
+    };
+    outbox(&store, burst(0, 10)).await;
+    let config = DeliveryConfig {
+        allow_private: vec!["127.0.0.0/8".into()],
+        batch: 100,
+        per_host: 2,
+        per_host_queue: 4,
+        ..DeliveryConfig::default()
+    };
+    let d = Arc::new(Deliverer::new(store.clone(), clock, config).expect("deliverer"));
+    let first = d.pass().await.expect("pass");
+    assert_eq!((first.claimed, first.started, first.deferred), (10, 4, 6));
+    d.settle().await.expect("settle");
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
+
+    // Answered at once: the limit is now 16 × 4 (5 s at this pace is more).
+    outbox(&store, burst(10, 60)).await;
+    let second = d.pass().await.expect("pass");
+    assert_eq!(
+        (second.claimed, second.started, second.deferred),
+        (60, 60, 0)
+    );
+    d.settle().await.expect("settle");
+    assert_eq!(hits.load(Ordering::SeqCst), 64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_host_burst_sqlite() {
+    a_fast_host_takes_a_burst("sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_host_burst_postgres() {
+    a_fast_host_takes_a_burst("postgres").await
 }

@@ -22,6 +22,9 @@
 //!
 //! `--idle-flows N`: N more live flows that no event triggers, to measure
 //! what a large flow index costs per event.
+//!
+//! `--per-host N`: concurrent requests per destination host (the default
+//! is `serve`'s).
 
 use outflow_core::SystemClock;
 
@@ -44,6 +47,8 @@ struct Args {
     /// `--idle-flows N`: N more live flows, on metrics no event names, so
     /// what a large flow index costs the hot path shows.
     idle_flows: usize,
+    /// `--per-host N`: concurrent requests per destination host.
+    per_host: usize,
 }
 
 fn args() -> Args {
@@ -54,6 +59,7 @@ fn args() -> Args {
         nginx: false,
         at_ingest: true,
         idle_flows: 0,
+        per_host: outflow::config::Config::default().webhooks_per_host_concurrency,
     };
     let v: Vec<String> = std::env::args().collect();
     a.nginx = v.iter().any(|x| x == "--nginx");
@@ -64,6 +70,7 @@ fn args() -> Args {
             "--rate" => a.rate = w[1].parse().expect("--rate N"),
             "--seconds" => a.seconds = w[1].parse().expect("--seconds N"),
             "--idle-flows" => a.idle_flows = w[1].parse().expect("--idle-flows N"),
+            "--per-host" => a.per_host = w[1].parse().expect("--per-host N"),
             _ => {}
         }
     }
@@ -327,6 +334,18 @@ impl Api {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
+    async fn get_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Klaviyo-API-Key {}", self.key))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("text")
+    }
+
     async fn get(&self, path: &str) -> Value {
         self.http
             .get(format!("{}{path}", self.base))
@@ -447,6 +466,7 @@ async fn run() -> anyhow::Result<()> {
         log: "warn".into(),
         webhooks_allow_private: vec!["127.0.0.1".into()],
         dispatch_at_ingest: a.at_ingest,
+        webhooks_per_host_concurrency: a.per_host,
         ..outflow::config::Config::default()
     };
     let server = outflow::start(&config, Arc::new(SystemClock)).await?;
@@ -577,6 +597,16 @@ async fn run() -> anyhow::Result<()> {
         100.0 * cpu / took.as_secs_f64() / std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
     );
     println!("  per delivery by thread: {}", threads.join(", "));
+    // A delivery deferred for a full host queue waits in the database and
+    // is claimed again later: it should not happen to a fast receiver.
+    let metrics = api.get_text("/metrics").await;
+    let deferred = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("outflow_delivery_attempts_total{outcome=\"deferred\"} "))
+        .unwrap_or("?");
+    println!(
+        "  deliveries deferred (full host queue, open breaker or lease too short): {deferred}"
+    );
 
     // Latency at a steady rate.
     flow(&server, &api, "Bench Latency", &url).await;
