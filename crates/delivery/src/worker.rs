@@ -124,6 +124,8 @@ struct Host {
     /// answered and failed requests (0 until the first), so the queue's
     /// limit follows how fast the host drains it.
     hold_us: AtomicU64,
+    /// When the last of those requests ended ([`monotonic_us`]).
+    answered_us: AtomicU64,
     breaker: Mutex<Breaker>,
     /// The breaker state last exported as a metric (-1: none yet), so the
     /// gauge is written when the state changes, not on every attempt.
@@ -133,7 +135,8 @@ struct Host {
 impl Host {
     /// Folds one request's slot time into the average (1/8 weight; racing
     /// updates may lose one sample, which an average can afford).
-    fn held(&self, took: std::time::Duration) {
+    fn held(&self, took: std::time::Duration, now_us: u64) {
+        self.answered_us.store(now_us, Ordering::Relaxed);
         let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         let old = self.hold_us.load(Ordering::Relaxed);
         let new = if old == 0 {
@@ -143,6 +146,26 @@ impl Host {
         };
         self.hold_us.store(new.max(1), Ordering::Relaxed);
     }
+
+    /// The slot time the queue limit goes by: unknown (0) again when the
+    /// host has answered nothing for ten slot times (at least a second),
+    /// so a fast host that stops answering does not keep its long queue.
+    fn pace(&self, now_us: u64) -> u64 {
+        let hold = self.hold_us.load(Ordering::Relaxed);
+        let silent = now_us.saturating_sub(self.answered_us.load(Ordering::Relaxed));
+        if silent > hold.saturating_mul(10).max(1_000_000) {
+            0
+        } else {
+            hold
+        }
+    }
+}
+
+/// Microseconds since the first call: the time base of [`Host`]'s pace.
+fn monotonic_us() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let since = EPOCH.get_or_init(std::time::Instant::now).elapsed();
+    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// What a pass did.
@@ -309,6 +332,7 @@ impl Deliverer {
                     slots: Semaphore::new(self.config.per_host.max(1)),
                     queued: AtomicUsize::new(0),
                     hold_us: AtomicU64::new(0),
+                    answered_us: AtomicU64::new(0),
                     breaker: Mutex::new(Breaker::default()),
                     exported: std::sync::atomic::AtomicI64::new(-1),
                 })
@@ -423,7 +447,7 @@ impl Deliverer {
                 Admit::Yes => {
                     let (queued, hold) = (
                         host.queued.load(Ordering::Relaxed),
-                        host.hold_us.load(Ordering::Relaxed),
+                        host.pace(monotonic_us()),
                     );
                     let (per_host, limit) = (self.config.per_host, self.config.per_host_queue);
                     (queued >= queue_limit(per_host, limit, hold))
@@ -598,7 +622,7 @@ impl Deliverer {
         )
         .await;
         if matches!(answer, Answer::Response { .. } | Answer::Failed { .. }) {
-            host.held(held.elapsed());
+            host.held(held.elapsed(), monotonic_us());
         }
         let request_headers =
             serde_json::to_string(&redact(&headers)).unwrap_or_else(|_| "[]".into());
@@ -967,18 +991,23 @@ mod tests {
     }
 
     #[test]
-    fn slot_time_is_a_moving_average() {
+    fn a_hosts_pace_is_an_average_forgotten_when_it_falls_silent() {
         let host = Host {
             slots: Semaphore::new(1),
             queued: AtomicUsize::new(0),
             hold_us: AtomicU64::new(0),
+            answered_us: AtomicU64::new(0),
             breaker: Mutex::new(Breaker::default()),
             exported: std::sync::atomic::AtomicI64::new(-1),
         };
-        host.held(std::time::Duration::from_micros(8_000));
-        assert_eq!(host.hold_us.load(Ordering::Relaxed), 8_000);
-        host.held(std::time::Duration::from_micros(16_000));
-        assert_eq!(host.hold_us.load(Ordering::Relaxed), 9_000);
+        assert_eq!(host.pace(0), 0);
+        host.held(std::time::Duration::from_micros(8_000), 5_000_000);
+        assert_eq!(host.pace(5_000_000), 8_000);
+        host.held(std::time::Duration::from_micros(16_000), 5_100_000);
+        assert_eq!(host.pace(5_100_000), 9_000);
+        // Silent for a second (more than ten slot times): pace unknown.
+        assert_eq!(host.pace(6_100_000), 9_000);
+        assert_eq!(host.pace(6_100_001), 0);
     }
 
     /// Fifty deliveries of a new account start at once: one of them loads
