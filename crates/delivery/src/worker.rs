@@ -40,7 +40,7 @@ pub struct DeliveryConfig {
     pub per_host: usize,
     /// Deliveries waiting in memory for one host beyond which new ones are
     /// deferred, until the host has answered: then the limit is what it
-    /// drains in [`QUEUE_WAIT`] at its measured pace, between this and
+    /// drains in [`QUEUE_WAIT_US`] at its measured pace, between this and
     /// [`QUEUE_GROWTH`] times this (see [`queue_limit`]). A queued delivery
     /// whose lease would run out before it could finish, or whose host's
     /// breaker opened meanwhile, is deferred when its turn comes instead
