@@ -46,6 +46,10 @@ pub struct DeliveryConfig {
     /// breaker opened meanwhile, is deferred when its turn comes instead
     /// of being sent.
     pub per_host_queue: usize,
+    /// Deliveries waiting in memory across all hosts beyond which new ones
+    /// are deferred (by `defer`): with many fast hosts, each may queue up to
+    /// 16 × `per_host_queue`, and memory must stay bounded.
+    pub queue_total: usize,
     pub policy: RetryPolicy,
     pub breaker: BreakerConfig,
     /// `webhooks.allow_private`: hosts, addresses, CIDR blocks.
@@ -106,6 +110,7 @@ impl Default for DeliveryConfig {
             timeout: std::time::Duration::from_secs(15),
             per_host: 64,
             per_host_queue: 4096,
+            queue_total: 131_072,
             policy: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
             allow_private: Vec::new(),
@@ -444,6 +449,9 @@ impl Deliverer {
             };
             let defer_until = match admit {
                 Admit::No(at) => Some(at),
+                Admit::Yes if self.in_flight.load(Ordering::Relaxed) >= self.config.queue_total => {
+                    Some(now + self.config.defer)
+                }
                 Admit::Yes => {
                     let (queued, hold) = (
                         host.queued.load(Ordering::Relaxed),

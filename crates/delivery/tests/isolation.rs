@@ -360,3 +360,43 @@ async fn fast_host_burst_sqlite() {
 async fn fast_host_burst_postgres() {
     a_fast_host_takes_a_burst("postgres").await
 }
+
+/// However fast the hosts, deliveries waiting in memory across all of them
+/// stay under `queue_total`; the rest are deferred to the database.
+async fn memory_is_bounded_across_hosts(backend: &str) {
+    let (_db, store, clock, now, account) = on_a_manual_clock(backend).await;
+    let (a, hits_a) = healthy().await;
+    let (b, hits_b) = healthy().await;
+    let rows = (0..10)
+        .map(|i| {
+            let url = if i % 2 == 0 { &a } else { &b };
+            pending(&account, &format!("run-{i}"), "good", url, now)
+        })
+        .collect();
+    outbox(&store, rows).await;
+    let config = DeliveryConfig {
+        allow_private: vec!["127.0.0.0/8".into()],
+        batch: 100,
+        per_host_queue: 100,
+        queue_total: 6,
+        ..DeliveryConfig::default()
+    };
+    let d = Arc::new(Deliverer::new(store.clone(), clock, config).expect("deliverer"));
+    let first = d.pass().await.expect("pass");
+    assert_eq!((first.claimed, first.started, first.deferred), (10, 6, 4));
+    d.settle().await.expect("settle");
+    assert_eq!(
+        hits_a.load(Ordering::SeqCst) + hits_b.load(Ordering::SeqCst),
+        6
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_memory_sqlite() {
+    memory_is_bounded_across_hosts("sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_memory_postgres() {
+    memory_is_bounded_across_hosts("postgres").await
+}
