@@ -338,6 +338,7 @@ impl Api {
         self.http
             .get(format!("{}{path}", self.base))
             .header("Authorization", format!("Klaviyo-API-Key {}", self.key))
+            .header("revision", "2026-07-15")
             .send()
             .await
             .expect("request")
@@ -347,16 +348,7 @@ impl Api {
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", format!("Klaviyo-API-Key {}", self.key))
-            .header("revision", "2026-07-15")
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json")
+        serde_json::from_str(&self.get_text(path).await).expect("json")
     }
 }
 
